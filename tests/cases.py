@@ -68,7 +68,7 @@ ACCEPTED: list[Case] = [
         },
         label="full",
     ),
-    Case(PROJECT, {"namespace": "tenant-a"}, name="Tenant_A", label="odd-name-with-namespace"),
+    Case(PROJECT, {"namespace": "tenant-a"}, name="tenant.a", label="dotted-name-with-namespace"),
     Case(IMAGE, IMAGE_OK, label="http"),
     Case(IMAGE, _with(IMAGE_OK, source={"registry": {"url": "docker://quay.io/c/f:40"}})),
     Case(
@@ -135,6 +135,8 @@ ACCEPTED: list[Case] = [
         },
     ),
     Case(BUCKET, {"acl": {"read": [".r:*", ".rlistings", "demo:*"], "write": ["demo:bob"]}}),
+    Case(BUCKET, {"acl": {"write": ["demo:*"]}}, label="write-only"),
+    Case(BUCKET, {"storagePolicy": "gold", "quota": {"objects": 10}}, label="quota"),
     Case(CLUSTER, CLUSTER_OK, label="minimal"),
     Case(
         CLUSTER,
@@ -161,7 +163,7 @@ REFUSED: list[Case] = [
         "exactly one of user, group or serviceAccount",
     ),
     Case(PROJECT, {"members": [{"user": "a", "roles": ["owner"]}]}, "owner", label="bad-role"),
-    Case(PROJECT, {}, "named like a namespace", name="Tenant_A"),
+    Case(PROJECT, {}, "named like a namespace", name="tenant.a"),
     Case(IMAGE, _with(IMAGE_OK, diskFormat="ami"), "KubeVirt cannot boot"),
     Case(IMAGE, _with(IMAGE_OK, containerFormat="ova"), "CDI cannot unpack"),
     Case(

@@ -71,7 +71,9 @@ class VolumeSpec(ApiModel):
     volume_type: Name | None = None
     """The volume type, which the cloud operator maps to a StorageClass (`kubectl get cm
     -n ostack-system ostack-volume-types`); the operator's default type when unset."""
-    source: VolumeSource = Field(default_factory=VolumeSource)
+    # The explicit `{}` default makes the apiserver store it, so the transition rule above
+    # can compare sources without guarding for absence.
+    source: VolumeSource = Field(default_factory=VolumeSource, json_schema_extra={"default": {}})
     """What the Volume is filled from; blank when empty."""
     multiattach: bool = False
     """Allow attaching to several Instances at once (ReadWriteMany, shareable disk)."""

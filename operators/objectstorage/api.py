@@ -32,13 +32,13 @@ class Acl(ApiModel):
 
     rules = (
         Rule(
-            cel=f"self.read.all(x, x.matches(r'{ACL_READ_PATTERN}'))",
+            cel=f"!has(self.read) || self.read.all(x, x.matches(r'{ACL_READ_PATTERN}'))",
             message="read ACL entries are .r:* (public read), .rlistings (public listing),"
             " project:user, project:* or *:user",
             check=lambda a: _all_match(ACL_READ_PATTERN, a.read),
         ),
         Rule(
-            cel=f"self.write.all(x, x.matches(r'{ACL_WRITE_PATTERN}'))",
+            cel=f"!has(self.write) || self.write.all(x, x.matches(r'{ACL_WRITE_PATTERN}'))",
             message="write ACL entries are project:user, project:* or *:user; Swift has no"
             " public write",
             check=lambda a: _all_match(ACL_WRITE_PATTERN, a.write),

@@ -1,0 +1,54 @@
+"""Installs CRDs into a cluster and waits until the apiserver serves them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from operators.catalogue import KINDS
+from operators.common.crdgen import crd
+
+FIELD_MANAGER = "ostack-devcluster"
+APPLY = "application/apply-patch+yaml"
+
+
+class InstallError(RuntimeError):
+    """A CRD was refused or did not become Established in time."""
+
+
+def ostack_crds() -> list[dict[str, Any]]:
+    """Our own CRDs, generated from the models (what `crds/` holds)."""
+    return [crd(kind) for kind in KINDS]
+
+
+def install_crds(api: client.ApiClient, crds: list[dict[str, Any]], timeout: float = 60) -> None:
+    """Server-side apply every CRD, then wait until all are Established."""
+    extensions = client.ApiextensionsV1Api(api)
+    for definition in crds:
+        name = definition["metadata"]["name"]
+        try:
+            extensions.patch_custom_resource_definition(
+                name,
+                definition,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+            )
+        except ApiException as error:
+            raise InstallError(f"CRD {name} refused: {error.body}") from None
+    pending = {d["metadata"]["name"] for d in crds}
+    deadline = time.monotonic() + timeout
+    while pending:
+        pending = {n for n in pending if not _established(extensions, n)}
+        if pending and time.monotonic() > deadline:
+            raise InstallError(f"CRDs not Established after {timeout:.0f}s: {sorted(pending)}")
+        if pending:
+            time.sleep(0.2)
+
+
+def _established(extensions: client.ApiextensionsV1Api, name: str) -> bool:
+    status = extensions.read_custom_resource_definition(name).status
+    return any(c.type == "Established" and c.status == "True" for c in status.conditions or [])
