@@ -1,0 +1,1 @@
+"""Local development Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager."""
