@@ -1,4 +1,5 @@
-"""`python -m operators.devcluster up|down|env|status`: the local control plane from a shell."""
+"""`python -m operators.devcluster up|down|env|status|dev`: the local control plane from a
+shell; `dev` is `make dev` (control plane, CRDs, simulator and examples in the foreground)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("status", parents=[common], help="say what runs").set_defaults(
         handler=_status
     )
+    commands.add_parser(
+        "dev",
+        parents=[common],
+        help="control plane + CRDs + simulator + examples until Ctrl-C ($KUBECONFIG: that cluster)",
+    ).set_defaults(handler=_dev)
     return parser
+
+
+def _dev(control_plane: ControlPlane, _args: argparse.Namespace) -> int:
+    from operators.devcluster import dev  # the simulator and CRDs are only needed here
+
+    return dev.run(control_plane)
 
 
 def _up(control_plane: ControlPlane, args: argparse.Namespace) -> int:

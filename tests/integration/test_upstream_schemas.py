@@ -53,9 +53,10 @@ def test_virtual_machine_with_unknown_field_is_refused(
     with pytest.raises(ApiException) as refused:
         _create(api, namespace, "kubevirt.io", "v1", "virtualmachines", _vm({"turbo": True}))
     assert refused.value.status == 400
-    assert 'unknown field "spec.template.spec.domain.turbo"' in json.loads(refused.value.body)[
-        "message"
-    ]
+    assert (
+        'unknown field "spec.template.spec.domain.turbo"'
+        in json.loads(refused.value.body)["message"]
+    )
 
 
 def test_data_volume_schema_is_enforced(api: client.ApiClient, namespace: str) -> None:
