@@ -9,14 +9,15 @@ integration tests skip, saying so.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client
 
+from operators.common.runtime import WEBHOOK_CONFIGURATION
 from operators.devcluster.controlplane import DEFAULT_BIN_DIR, ControlPlane, missing_binaries
-from operators.devcluster.install import install_crds, ostack_crds
-from operators.devcluster.thirdparty import upstream_crds
+from operators.devcluster.install import install_everything
+from tests.support import Operator
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +26,8 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     if missing:
         pytest.skip(f"{', '.join(missing)} missing in {DEFAULT_BIN_DIR}: run `make tools`")
     plane = ControlPlane(tmp_path_factory.mktemp("controlplane"))
-    plane.start()
+    plane.start(bootstrap=install_everything)
     try:
-        with plane.api_client() as api:
-            install_crds(api, upstream_crds() + ostack_crds())
         yield plane
     finally:
         plane.stop()
@@ -48,3 +47,33 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def run_operator(
+    control_plane: ControlPlane, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Operator]]:
+    """Start operators (real processes) for the rest of the session: `run_operator("identity")`.
+
+    Starting the same services twice returns the running one. At the end they are stopped
+    and the admission webhook they registered is removed, so no later run finds a webhook
+    that nobody serves.
+    """
+    running: dict[tuple[str, ...], Operator] = {}
+
+    def start(*services: str) -> Operator:
+        if services not in running:
+            operator = Operator(
+                control_plane.kubeconfig, tmp_path_factory.mktemp("operator"), services
+            )
+            operator.start()
+            running[services] = operator
+        return running[services]
+
+    yield start
+    for operator in running.values():
+        operator.stop()
+    admission = client.AdmissionregistrationV1Api(api)
+    for hook in admission.list_validating_webhook_configuration().items:
+        if hook.metadata.name == WEBHOOK_CONFIGURATION:
+            admission.delete_validating_webhook_configuration(hook.metadata.name)

@@ -230,8 +230,17 @@ class ControlPlane:
     ) -> None:
         self.stop()
 
-    def start(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
+    def start(
+        self,
+        timeout: float = DEFAULT_START_TIMEOUT,
+        bootstrap: Callable[[ApiClient], None] | None = None,
+    ) -> None:
         """Start the three components as children of this process; return once healthy.
+
+        `bootstrap` runs against the apiserver before kube-controller-manager starts: CRDs
+        installed there are known to every controller from its first discovery, as in a
+        cluster whose CRDs were installed long ago (kube-controller-manager only rediscovers
+        every 30s, so quota and garbage collection would otherwise ignore them meanwhile).
 
         On Linux they get SIGTERM when the calling thread ends, so a killed pytest leaves
         nothing running: call this from a long-lived thread. `start_background()` is for a
@@ -245,7 +254,7 @@ class ControlPlane:
             deadline = time.monotonic() + timeout
             for attempt in range(_PORT_ATTEMPTS):
                 try:
-                    self._launch(self._choose_ports(fresh=attempt > 0), deadline)
+                    self._launch(self._choose_ports(fresh=attempt > 0), deadline, bootstrap)
                     return
                 except PortInUse:
                     self.stop()
@@ -428,7 +437,12 @@ class ControlPlane:
         etcd_client, etcd_peer, apiserver = _free_ports(3)
         return Ports(etcd_client=etcd_client, etcd_peer=etcd_peer, apiserver=apiserver)
 
-    def _launch(self, ports: Ports, deadline: float) -> None:
+    def _launch(
+        self,
+        ports: Ports,
+        deadline: float,
+        bootstrap: Callable[[ApiClient], None] | None = None,
+    ) -> None:
         self._ports = ports
         self._ssl = None
         _write_atomically(self.workdir / "state.json", json.dumps({"ports": asdict(ports)}))
@@ -440,6 +454,9 @@ class ControlPlane:
         self._wait_until(ETCD, self._etcd_healthy, deadline)
         self._spawn(APISERVER, self._apiserver_args())
         self._wait_until(APISERVER, self.ready, deadline)
+        if bootstrap is not None:
+            with self.api_client() as api:
+                bootstrap(api)
         self._spawn(CONTROLLER_MANAGER, self._controller_manager_args())
         self._wait_until(CONTROLLER_MANAGER, self._default_service_account_exists, deadline)
         self._wait_for_fresh_service_account(deadline)

@@ -19,9 +19,14 @@ from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from operators.devcluster.controlplane import REPO_ROOT, ControlPlane, export_line
-from operators.devcluster.install import FIELD_MANAGER, install_crds, ostack_crds
+from operators.devcluster.install import (
+    FIELD_MANAGER,
+    install_crds,
+    install_everything,
+    install_tenant_roles,
+    ostack_crds,
+)
 from operators.devcluster.simulator import Delays, Simulator
-from operators.devcluster.thirdparty import upstream_crds
 
 log = logging.getLogger("ostack.dev")
 EXAMPLES = REPO_ROOT / "examples"
@@ -91,13 +96,13 @@ def run(plane: ControlPlane) -> int:
         log.info("KUBECONFIG is set: using the cluster it points to (%s)", external)
         with config.new_client_from_config(config_file=external) as api:
             install_crds(api, ostack_crds())
+            install_tenant_roles(api)
             _wait_for_examples(api, stop)
         return 0
 
-    plane.start()
+    plane.start(bootstrap=install_everything)
     try:
         with plane.api_client() as api:
-            install_crds(api, upstream_crds() + ostack_crds())
             simulator = Simulator(api, Delays.from_env())
             simulator.start()
             print(f"\nready; point kubectl at it with:\n  {export_line(plane.kubeconfig)}\n")

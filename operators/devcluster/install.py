@@ -52,3 +52,26 @@ def install_crds(api: client.ApiClient, crds: list[dict[str, Any]], timeout: flo
 def _established(extensions: client.ApiextensionsV1Api, name: str) -> bool:
     status = extensions.read_custom_resource_definition(name).status
     return any(c.type == "Established" and c.status == "True" for c in status.conditions or [])
+
+
+def install_tenant_roles(api: client.ApiClient) -> None:
+    """The ostack-reader/member/admin/reseller ClusterRoles the chart ships."""
+    from operators.identity.roles import tenant_cluster_roles
+
+    rbac = client.RbacAuthorizationV1Api(api)
+    for role in tenant_cluster_roles():
+        rbac.patch_cluster_role(
+            role["metadata"]["name"],
+            role,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+
+
+def install_everything(api: client.ApiClient) -> None:
+    """What a cluster running ostack has: the upstream CRDs, ours, and the tenant roles."""
+    from operators.devcluster.thirdparty import upstream_crds
+
+    install_crds(api, upstream_crds() + ostack_crds())
+    install_tenant_roles(api)

@@ -1,0 +1,88 @@
+"""Running services as kopf operators: settings every service shares, the admission
+webhook server, and which service lives in which module."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import kopf
+
+from operators.common import kube
+from operators.common.kinds import VERSION
+from operators.common.webhook import Check, Endpoint, self_signed, validating_configuration
+
+log = logging.getLogger(__name__)
+
+SERVICES = {
+    "identity": "operators.identity.controller",
+}
+"""Each service's controller module; importing it registers its handlers with kopf."""
+
+DOMAIN = "ostack.dev"
+WEBHOOK_CONFIGURATION = "ostack-admission.ostack.dev"
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    """Where the admission webhook listens and how the apiserver reaches it."""
+
+    listen: str
+    port: int
+    cert_dir: Path
+    host: str | None = None
+    """Reach the webhook at https://host:port (a local control plane)."""
+    service: tuple[str, str, int] | None = None
+    """Reach it through this (namespace, name, port) Service (a cluster)."""
+
+
+def load(services: list[str]) -> list[Check]:
+    """Import the services' controllers; return the webhook checks they declare."""
+    checks: list[Check] = []
+    for service in services:
+        module = importlib.import_module(SERVICES[service])
+        checks += getattr(module, "CHECKS", [])
+    return checks
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    # Progress and the last-handled spec go to annotations: a structural status schema
+    # would prune kopf's own status fields, and a status write is a user-visible change.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=DOMAIN)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=DOMAIN, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{DOMAIN}/finalizer"
+    # Only warnings become Events on their own; transitions post theirs explicitly.
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 8
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+
+
+def serve_webhook(
+    settings: kopf.OperatorSettings, options: WebhookOptions, checks: list[Check]
+) -> None:
+    """Serve the checks' handlers and register them with the apiserver."""
+    certfile, keyfile = (options.cert_dir / "tls.crt", options.cert_dir / "tls.key")
+    if not certfile.exists():
+        certfile, keyfile = self_signed(options.cert_dir, options.host or options.listen)
+    settings.admission.server = kopf.WebhookServer(
+        addr=options.listen,
+        port=options.port,
+        host=options.host,
+        certfile=str(certfile),
+        pkeyfile=str(keyfile),
+    )
+    ca_file = options.cert_dir / "ca.crt"
+    ca = ca_file.read_bytes() if ca_file.exists() else certfile.read_bytes()
+    if options.service is not None:
+        endpoint = Endpoint(ca_bundle=ca, service=options.service)
+    else:
+        endpoint = Endpoint(ca_bundle=ca, url=f"https://{options.host}:{options.port}")
+    kube.apply(
+        validating_configuration(WEBHOOK_CONFIGURATION, endpoint, checks, VERSION),
+        manager="ostack-admission",
+    )
+    log.info("admission webhook registered for %d checks", len(checks))

@@ -1,0 +1,116 @@
+"""Helpers the integration tests share: waiting with a deadline, acting as a user, and
+running an operator as the real process it is."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+T = TypeVar("T")
+DEADLINE = 60.0  # generous: controllers react in well under a second, CI machines vary
+REPO = Path(__file__).resolve().parents[1]
+
+
+def eventually(probe: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def acting_as(
+    api: client.ApiClient, user: str, group: str | None = None
+) -> Iterator[client.ApiClient]:
+    """An ApiClient that acts as `user` (and `group`) through impersonation."""
+    with client.ApiClient(api.configuration) as impersonated:
+        impersonated.set_default_header("Impersonate-User", user)
+        if group is not None:
+            impersonated.set_default_header("Impersonate-Group", group)
+        yield impersonated
+
+
+def refused(call: Callable[[], object], status: int = 403) -> str:
+    """Run `call`, which must fail with `status`; return the apiserver's message."""
+    with pytest.raises(ApiException) as error:
+        call()
+    assert error.value.status == status, error.value.body
+    return str(error.value.body)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Operator:
+    """`python -m operators --service ...` as a child process, against a kubeconfig."""
+
+    def __init__(self, kubeconfig: Path, workdir: Path, services: tuple[str, ...]) -> None:
+        self.kubeconfig = kubeconfig
+        self.workdir = workdir
+        self.services = services
+        self.log = workdir / f"operator-{'-'.join(services)}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        health = free_port()
+        command = [sys.executable, "-m", "operators"]
+        for service in self.services:
+            command += ["--service", service]
+        command += [
+            "--liveness",
+            f"http://127.0.0.1:{health}/healthz",
+            "--webhook-port",
+            str(free_port()),
+            "--webhook-host",
+            "127.0.0.1",
+            "--webhook-cert-dir",
+            str(self.workdir / "webhook"),
+        ]
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        eventually(lambda: self._healthy(health), f"the operator to serve /healthz ({self.log})")
+
+    def _healthy(self, port: int) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            pytest.fail(f"operator exited with {self.process.returncode}:\n{self.tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
