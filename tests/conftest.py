@@ -17,6 +17,7 @@ from kubernetes import client
 from operators.common.runtime import WEBHOOK_CONFIGURATION
 from operators.devcluster.controlplane import DEFAULT_BIN_DIR, ControlPlane, missing_binaries
 from operators.devcluster.install import install_everything
+from operators.devcluster.simulator import Delays, Simulator
 from tests.support import Operator
 
 
@@ -37,6 +38,16 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
     with control_plane.api_client() as api_client:
         yield api_client
+
+
+@pytest.fixture(scope="session")
+def simulator(api: client.ApiClient) -> Iterator[Simulator]:
+    """The status simulator (KubeVirt, CDI, storage), with short delays, for the session."""
+    delays = Delays(
+        vm_start=0.1, import_step=0.1, import_steps=4, bind=0.1, resize=0.1, snapshot=0.1
+    )
+    with Simulator(api, delays) as running:
+        yield running
 
 
 @pytest.fixture

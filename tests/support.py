@@ -71,6 +71,7 @@ class Operator:
         self.services = services
         self.log = workdir / f"operator-{'-'.join(services)}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._offset = 0
 
     def start(self) -> None:
         health = free_port()
@@ -88,6 +89,7 @@ class Operator:
             str(self.workdir / "webhook"),
         ]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        self._offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -111,6 +113,12 @@ class Operator:
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
+
+    def output(self) -> str:
+        """What the operator logged since its latest start."""
+        with self.log.open("rb") as log:
+            log.seek(self._offset)
+            return log.read().decode(errors="replace")
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

@@ -7,6 +7,7 @@ only what to watch, when to act, and what to tell the user.
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,7 @@ from operators.common.webhook import Check
 from operators.identity import builders, quota
 from operators.identity.api import PROJECT, ProjectSpec
 
+log = logging.getLogger(__name__)
 MANAGER = "ostack-identity"
 PROJECTS = (PROJECT.group, VERSION, PROJECT.plural)
 INSTANCETYPES = ("instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterinstancetypes")
@@ -175,6 +177,7 @@ def reconcile(project: dict[str, Any], indexes: dict[str, Any]) -> None:
         ready = (False, Reason.PROGRESSING, f"waiting for {', '.join(waiting)}")
     else:
         ready = (True, Reason.SUCCEEDED, f"namespace {namespace} is ready for the Project")
+    log.info("reconciled Project %s: %s", project["metadata"]["name"], ready[2])
     _write_status(
         project,
         spec,

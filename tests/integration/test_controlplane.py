@@ -1,8 +1,8 @@
 """The local control plane runs real controllers: GC, namespaces, quota, RBAC, tokens.
 
 Each test proves one component works as in a real cluster, so operator tests built on this
-control plane can rely on it. `running_control_plane` is the fixture body, written to move
-into tests/conftest.py as is.
+control plane can rely on it. This module starts its own control plane (without CRDs) rather
+than the session's in tests/conftest.py: it stops control planes and drives the CLI.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from kubernetes import client
@@ -30,13 +28,9 @@ from operators.devcluster.controlplane import (
     missing_binaries,
     port_is_free,
 )
+from tests.support import acting_as, eventually, refused
 
-DEADLINE = 60.0  # generous: controllers resync quickly, but CI machines can be slow
-
-T = TypeVar("T")
-
-
-# --- fixtures, movable to tests/conftest.py -------------------------------------------------
+# --- fixtures --------------------------------------------------------------------------------
 
 
 def skip_without_binaries(bin_dir: Path = DEFAULT_BIN_DIR) -> None:
@@ -56,6 +50,7 @@ def running_control_plane(workdir: Path, bin_dir: Path = DEFAULT_BIN_DIR) -> Ite
         control_plane.stop()
 
 
+# control_plane, api and namespace shadow tests/conftest.py's on purpose: this module's own plane.
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     yield from running_control_plane(tmp_path_factory.mktemp("controlplane"))
@@ -77,18 +72,6 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def eventually(probe: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def is_gone(read: Callable[[], object]) -> bool:
@@ -165,17 +148,12 @@ def test_namespace_deletion_completes(api: client.ApiClient) -> None:
 
 
 @pytest.mark.integration
-def test_rbac_forbids_a_user_without_a_binding(
-    control_plane: ControlPlane, api: client.ApiClient, namespace: str
-) -> None:
+def test_rbac_forbids_a_user_without_a_binding(api: client.ApiClient, namespace: str) -> None:
     client.CoreV1Api(api).list_namespaced_pod(namespace)  # admin may
 
-    with control_plane.api_client() as alice_api:
-        alice_api.set_default_header("Impersonate-User", "alice")
+    with acting_as(api, "alice") as alice_api:
         alice = client.CoreV1Api(alice_api)
-        with pytest.raises(ApiException) as forbidden:
-            alice.list_namespaced_pod(namespace)
-        assert forbidden.value.status == 403
+        refused(lambda: alice.list_namespaced_pod(namespace))
 
         # ...and a binding is what changes that, so the 403 came from RBAC.
         client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(

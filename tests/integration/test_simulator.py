@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from operators.devcluster.controlplane import DEFAULT_BIN_DIR, ControlPlane, missing_binaries
 from operators.devcluster.simulator import (
     DRIVER,
     FAIL_SCHEDULE,
@@ -28,92 +24,16 @@ from operators.devcluster.simulator import (
     Simulator,
 )
 from operators.devcluster.simulator.workqueue import DelayQueue, Key
-from operators.devcluster.thirdparty import upstream_crds
+from tests.support import eventually
 
-DEADLINE = 30.0
-DELAYS = Delays(vm_start=0.1, import_step=0.1, import_steps=4, bind=0.1, resize=0.1, snapshot=0.1)
 Obj = dict[str, Any]
-T = TypeVar("T")
 
 KUBEVIRT = ("kubevirt.io", "v1")
 CDI = ("cdi.kubevirt.io", "v1beta1")
 SNAPSHOTS = ("snapshot.storage.k8s.io", "v1")
 
 
-# --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    missing = missing_binaries(DEFAULT_BIN_DIR)
-    if missing:
-        pytest.skip(f"{', '.join(missing)} missing in {DEFAULT_BIN_DIR}: run `make tools`")
-    control_plane = ControlPlane(Path(tmp_path_factory.mktemp("simulator")))
-    control_plane.start()
-    try:
-        yield control_plane
-    finally:
-        control_plane.stop()
-
-
-@pytest.fixture(scope="module")
-def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    with control_plane.api_client() as api_client:
-        install_crds(api_client)
-        yield api_client
-
-
-@pytest.fixture(scope="module")
-def simulator(api: client.ApiClient) -> Iterator[Simulator]:
-    with Simulator(api, DELAYS) as running:
-        yield running
-
-
-@pytest.fixture
-def namespace(api: client.ApiClient, simulator: Simulator) -> Iterator[str]:
-    name = f"sim-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
-
-
-def install_crds(api: client.ApiClient) -> None:
-    """Server-side apply every upstream CRD, then wait until each is Established."""
-    extensions = client.ApiextensionsV1Api(api)
-    names = []
-    for crd in upstream_crds():
-        name = crd["metadata"]["name"]
-        extensions.patch_custom_resource_definition(
-            name,
-            crd,
-            field_manager="ostack-tests",
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
-        names.append(name)
-    for name in names:
-        eventually(lambda n=name: _established(extensions, n), f"CRD {name} to be Established")
-
-
-def _established(extensions: client.ApiextensionsV1Api, name: str) -> bool:
-    status = extensions.read_custom_resource_definition(name).status
-    return any(c.type == "Established" and c.status == "True" for c in status.conditions or [])
-
-
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def eventually(probe: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Cluster:
@@ -180,7 +100,8 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(api: client.ApiClient, namespace: str) -> Cluster:
+def cluster(api: client.ApiClient, namespace: str, simulator: Simulator) -> Cluster:
+    """The test's namespace, with the session's simulator running."""
     return Cluster(api, namespace)
 
 
@@ -527,7 +448,9 @@ def snapshot_manifest(name: str, claim_name: str) -> Obj:
 
 
 @pytest.mark.integration
-def test_converged_objects_are_not_written(api: client.ApiClient, cluster: Cluster) -> None:
+def test_converged_objects_are_not_written(
+    api: client.ApiClient, cluster: Cluster, simulator: Simulator
+) -> None:
     cluster.create(KUBEVIRT, "virtualmachines", vm_manifest("still"))
     source = {"http": {"url": "https://images.example.com/disk.img"}}
     cluster.create(CDI, "datavolumes", data_volume("still-disk", source))
@@ -556,14 +479,14 @@ def test_converged_objects_are_not_written(api: client.ApiClient, cluster: Clust
     before = versions()
     # A second simulator starting from scratch (as after a restart) reconciles everything
     # again: it too must find nothing to write.
-    with Simulator(api, DELAYS):
+    with Simulator(api, simulator.delays):
         time.sleep(2.0)  # a stability window: nothing may happen in it
     assert versions() == before
 
 
 @pytest.mark.integration
-def test_stop_is_prompt(api: client.ApiClient) -> None:
-    other = Simulator(api, DELAYS)
+def test_stop_is_prompt(api: client.ApiClient, simulator: Simulator) -> None:
+    other = Simulator(api, simulator.delays)
     other.start()
     started = time.monotonic()
     other.stop()
