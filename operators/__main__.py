@@ -39,6 +39,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     webhook.add_argument("--webhook-port", type=int, default=9443)
     webhook.add_argument("--webhook-cert-dir", type=Path, default=Path(".dev/webhook"))
     reach = webhook.add_mutually_exclusive_group()
+    reach.add_argument(
+        "--no-webhook",
+        action="store_true",
+        help="serve no admission webhook (quotas then rest on the ResourceQuota backstop)",
+    )
     reach.add_argument("--webhook-host", help="the apiserver calls https://HOST:PORT")
     reach.add_argument(
         "--webhook-service", type=_service_ref, help="the apiserver calls NAMESPACE/NAME:PORT"
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     @kopf.on.startup()
     def _startup(settings: kopf.OperatorSettings, **_: object) -> None:
         runtime.configure(settings)
-        if checks:
+        if checks and not args.no_webhook:
             runtime.serve_webhook(settings, options, checks)
 
     kopf.run(

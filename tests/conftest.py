@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from kubernetes import client
 
-from operators.common.runtime import WEBHOOK_CONFIGURATION
 from operators.devcluster.controlplane import DEFAULT_BIN_DIR, ControlPlane, missing_binaries
-from operators.devcluster.install import install_everything
+from operators.devcluster.install import install_everything, remove_admission
 from operators.devcluster.simulator import Delays, Simulator
 from tests.support import Operator
 
@@ -84,7 +83,4 @@ def run_operator(
     yield start
     for operator in running.values():
         operator.stop()
-    admission = client.AdmissionregistrationV1Api(api)
-    for hook in admission.list_validating_webhook_configuration().items:
-        if hook.metadata.name == WEBHOOK_CONFIGURATION:
-            admission.delete_validating_webhook_configuration(hook.metadata.name)
+    remove_admission(api)

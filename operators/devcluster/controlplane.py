@@ -474,7 +474,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent_hook(),
+                preexec_fn=die_with_parent_hook(),
             )
         self._procs[name] = proc
         self._pid_path(name).write_text(f"{proc.pid}\n")
@@ -824,7 +824,7 @@ def _b64(path: Path) -> str:
 # --- processes -----------------------------------------------------------------------------
 
 
-def _die_with_parent_hook() -> Callable[[], None] | None:
+def die_with_parent_hook() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGTERM the child when the starting thread dies."""
     if not sys.platform.startswith("linux"):
         return None

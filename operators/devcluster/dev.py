@@ -1,8 +1,9 @@
 """`make dev`: the whole product on one machine, in the foreground until Ctrl-C.
 
 Without `KUBECONFIG`: a local control plane, the upstream and ostack CRDs, the KubeVirt/CDI
-status simulator and `examples/`. With `KUBECONFIG` pointing at a real cluster: the ostack
-CRDs and `examples/` go there instead, and nothing local is started.
+status simulator, every operator and `examples/`. With `KUBECONFIG` pointing at a real
+cluster: the ostack CRDs, the operators and `examples/` go there instead, and nothing
+local is started.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,13 +22,19 @@ import yaml
 from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 
-from operators.devcluster.controlplane import REPO_ROOT, ControlPlane, export_line
+from operators.devcluster.controlplane import (
+    REPO_ROOT,
+    ControlPlane,
+    die_with_parent_hook,
+    export_line,
+)
 from operators.devcluster.install import (
     FIELD_MANAGER,
     install_crds,
     install_everything,
     install_tenant_roles,
     ostack_crds,
+    remove_admission,
 )
 from operators.devcluster.simulator import Delays, Simulator
 
@@ -86,6 +96,46 @@ def _stop_on_signals(stop: threading.Event) -> None:
         signal.signal(signum, lambda *_: stop.set())
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_operators(kubeconfig: str, webhook: list[str]) -> subprocess.Popen[bytes]:
+    """Every service in one process (`python -m operators`), logging to our stdout."""
+    command = [sys.executable, "-m", "operators", *webhook]
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    # A session of its own, so Ctrl-C reaches only us and the operators get exactly one
+    # SIGTERM, from _stop; and they die with us if we are killed.
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent_hook(),
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _serve(api: client.ApiClient, kubeconfig: str, webhook: list[str], stop: threading.Event):
+    operators = start_operators(kubeconfig, webhook)
+    try:
+        _wait_for_examples(api, stop)
+        stop.wait()
+    finally:
+        _stop(operators)
+        remove_admission(api)
+
+
 def run(plane: ControlPlane) -> int:
     """Run until SIGINT/SIGTERM; return the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -93,24 +143,25 @@ def run(plane: ControlPlane) -> int:
     _stop_on_signals(stop)
     external = os.environ.get("KUBECONFIG")
     if external:
-        log.info("KUBECONFIG is set: using the cluster it points to (%s)", external)
+        # A real apiserver cannot call back to this machine: quotas are then enforced by
+        # the ResourceQuota backstop only, until the chart runs the webhook in-cluster.
+        log.info("KUBECONFIG is set: running against the cluster it points to (%s)", external)
         with config.new_client_from_config(config_file=external) as api:
             install_crds(api, ostack_crds())
             install_tenant_roles(api)
-            _wait_for_examples(api, stop)
+            _serve(api, external, ["--no-webhook"], stop)
         return 0
 
     plane.start(bootstrap=install_everything)
+    webhook = [
+        "--webhook-host=127.0.0.1",
+        f"--webhook-port={_free_port()}",
+        f"--webhook-cert-dir={plane.workdir / 'webhook'}",
+    ]
     try:
-        with plane.api_client() as api:
-            simulator = Simulator(api, Delays.from_env())
-            simulator.start()
+        with plane.api_client() as api, Simulator(api, Delays.from_env()):
             print(f"\nready; point kubectl at it with:\n  {export_line(plane.kubeconfig)}\n")
-            try:
-                _wait_for_examples(api, stop)
-                stop.wait()
-            finally:
-                simulator.stop()
+            _serve(api, str(plane.kubeconfig), webhook, stop)
     finally:
         plane.stop()
     return 0

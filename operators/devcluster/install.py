@@ -75,3 +75,17 @@ def install_everything(api: client.ApiClient) -> None:
 
     install_crds(api, upstream_crds() + ostack_crds())
     install_tenant_roles(api)
+
+
+def remove_admission(api: client.ApiClient) -> None:
+    """Delete the operators' webhook registration, so nothing calls a webhook nobody
+    serves once they have stopped (it is refused, not ignored, when unanswered)."""
+    from operators.common.runtime import WEBHOOK_CONFIGURATION
+
+    try:
+        client.AdmissionregistrationV1Api(api).delete_validating_webhook_configuration(
+            WEBHOOK_CONFIGURATION
+        )
+    except ApiException as error:
+        if error.status != 404:
+            raise
