@@ -258,6 +258,25 @@ def test_restrict_holds_a_project_until_it_is_empty(
     eventually(lambda: _namespace_going(api, name), f"namespace {name} to be deleted with it")
 
 
+def test_switching_a_held_project_to_cascade_releases_it(
+    api: client.ApiClient, projects: Callable[..., Obj]
+) -> None:
+    name = projects({})["metadata"]["name"]
+    eventually(lambda: ready(api, name), f"Project {name} Ready")
+    create(api, INSTANCE, name, "web", server())
+    custom = client.CustomObjectsApi(api)
+    custom.delete_cluster_custom_object(PROJECT.group, VERSION, PROJECT.plural, name)
+    eventually(
+        lambda: (project(api, name) or {}).get("status", {}).get("phase") == "Deleting",
+        "the Project to be held",
+    )
+    custom.patch_cluster_custom_object(
+        PROJECT.group, VERSION, PROJECT.plural, name, {"spec": {"deletionPolicy": "Cascade"}}
+    )
+    eventually(lambda: project(api, name) is None, "the Project to go once it may cascade")
+    eventually(lambda: _namespace_going(api, name), f"namespace {name} to go with it")
+
+
 def test_cascade_deletes_everything(api: client.ApiClient, projects: Callable[..., Obj]) -> None:
     name = projects({"deletionPolicy": "Cascade"})["metadata"]["name"]
     eventually(lambda: ready(api, name), f"Project {name} Ready")
