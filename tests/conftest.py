@@ -8,7 +8,6 @@ integration tests skip, saying so.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -17,7 +16,7 @@ from kubernetes import client
 from operators.devcluster.controlplane import DEFAULT_BIN_DIR, ControlPlane, missing_binaries
 from operators.devcluster.install import install_everything, remove_admission
 from operators.devcluster.simulator import Delays, Simulator
-from tests.support import Operator
+from tests.support import Operator, fresh_namespace
 
 
 @pytest.fixture(scope="session")
@@ -51,12 +50,9 @@ def simulator(api: client.ApiClient) -> Iterator[Simulator]:
 
 @pytest.fixture
 def namespace(api: client.ApiClient) -> Iterator[str]:
-    """A fresh namespace per test, deleted (not awaited) afterwards."""
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
+    """A fresh namespace per test."""
+    with fresh_namespace(api) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

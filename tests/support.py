@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +47,18 @@ def acting_as(
         if group is not None:
             impersonated.set_default_header("Impersonate-Group", group)
         yield impersonated
+
+
+@contextmanager
+def fresh_namespace(api: client.ApiClient, prefix: str = "test") -> Iterator[str]:
+    """A namespace of its own for one test, deleted (not awaited) afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
 
 
 def refused(call: Callable[[], object], status: int = 403) -> str:

@@ -50,7 +50,8 @@ def running_control_plane(workdir: Path, bin_dir: Path = DEFAULT_BIN_DIR) -> Ite
         control_plane.stop()
 
 
-# control_plane, api and namespace shadow tests/conftest.py's on purpose: this module's own plane.
+# control_plane and api shadow tests/conftest.py's on purpose: this module's own plane
+# (conftest's `namespace` then uses it).
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     yield from running_control_plane(tmp_path_factory.mktemp("controlplane"))
@@ -60,15 +61,6 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
     with control_plane.api_client() as api_client:
         yield api_client
-
-
-@pytest.fixture
-def namespace(api: client.ApiClient) -> Iterator[str]:
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)  # not awaited: the namespace test covers completion
 
 
 # --- helpers ---------------------------------------------------------------------------------

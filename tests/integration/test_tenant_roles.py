@@ -20,12 +20,10 @@ from operators.compute.api import INSTANCE
 from operators.identity.api import PROJECT
 from operators.identity.roles import ADMIN, MEMBER, READER, RESELLER, tenant_cluster_roles
 from operators.objectstorage.api import BUCKET
-from tests.support import acting_as, eventually, refused
+from tests.support import acting_as, eventually, fresh_namespace, refused
 
 pytestmark = pytest.mark.integration
 
-FIELD_MANAGER = "ostack-tests"
-APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
@@ -42,28 +40,12 @@ Permission = tuple[str, str, str]
 # --- fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cluster_roles(api: client.ApiClient) -> None:
-    """The four ClusterRoles, server-side applied: idempotent however often it runs."""
-    rbac = client.RbacAuthorizationV1Api(api)
-    for role in tenant_cluster_roles():
-        rbac.patch_cluster_role(
-            role["metadata"]["name"],
-            role,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-        )
-
-
 @pytest.fixture
 def other_namespace(api: client.ApiClient) -> Iterator[str]:
-    """A second project's namespace, where the test's users hold no role."""
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
+    """A second project's namespace, where the test's users hold no role (the
+    ClusterRoles themselves are installed with the control plane)."""
+    with fresh_namespace(api) as name:
+        yield name
 
 
 @pytest.fixture
