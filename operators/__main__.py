@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     @kopf.on.startup()
     def _startup(settings: kopf.OperatorSettings, **_: object) -> None:
-        runtime.configure(settings)
+        runtime.configure(settings, runtime.domain(services))
         if checks and not args.no_webhook:
             runtime.serve_webhook(settings, options, checks)
 

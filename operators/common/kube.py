@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import urllib.parse
 from typing import Any
 
 from kubernetes import client, config, dynamic
@@ -60,15 +61,30 @@ def apply(desired: dict[str, Any], manager: str, current: dict[str, Any] | None 
         current = read(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"))
     if current is not None and is_subset(_comparable(desired), current):
         return False
-    resource(desired["apiVersion"], desired["kind"]).server_side_apply(
-        body=desired,
-        name=meta["name"],
-        namespace=meta.get("namespace"),
-        field_manager=manager,
-        force_conflicts=True,
+    send(
+        desired,
+        "PATCH",
+        [("fieldManager", manager), ("force", "true")],
+        "application/apply-patch+yaml",
     )
     log.info("applied %s %s", desired["kind"], _where(meta))
     return True
+
+
+def send(
+    obj: dict[str, Any],
+    method: str,
+    query: list[tuple[str, str]],
+    content_type: str = "application/json",
+) -> None:
+    """One write of `obj` under strict field validation: a field the real schema does not
+    know is an error here, never silently pruned (the apiserver's default is to warn)."""
+    meta = obj["metadata"]
+    name = meta["name"] if method != "POST" else None
+    path = resource(obj["apiVersion"], obj["kind"]).path(name=name, namespace=meta.get("namespace"))
+    # The dynamic client has no fieldValidation parameter: the query goes in the path.
+    query_string = urllib.parse.urlencode([*query, ("fieldValidation", "Strict")])
+    _dynamic().request(method, f"{path}?{query_string}", body=obj, content_type=content_type)
 
 
 def delete(api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 SERVICES = {
     "identity": "operators.identity.controller",
+    "image": "operators.image.controller",
 }
 """Each service's controller module; importing it registers its handlers with kopf."""
 
@@ -47,14 +48,24 @@ def load(services: list[str]) -> list[Check]:
     return checks
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
+def domain(services: list[str]) -> str:
+    """The prefix of the annotations and the finalizer one operator process owns.
+
+    Each process needs its own: kopf removes a finalizer of its name that no handler of
+    its own needs, so two processes sharing one (identity holding Projects, image merely
+    watching them) would take turns adding and removing it.
+    """
+    return f"{services[0]}.{DOMAIN}" if len(services) == 1 else DOMAIN
+
+
+def configure(settings: kopf.OperatorSettings, prefix: str) -> None:
     # Progress and the last-handled spec go to annotations: a structural status schema
     # would prune kopf's own status fields, and a status write is a user-visible change.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=DOMAIN)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=DOMAIN, key="last-handled-configuration"
+        prefix=prefix, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{DOMAIN}/finalizer"
+    settings.persistence.finalizer = f"{prefix}/finalizer"
     # Only warnings become Events on their own; transitions post theirs explicitly.
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = 8

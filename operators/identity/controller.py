@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from operators.common import children, kube
+from operators.common import children, kube, tenancy
 from operators.common.conditions import is_subset, set_condition
 from operators.common.kinds import VERSION
 from operators.common.schema import quantity_value
@@ -24,7 +24,7 @@ from operators.identity.api import PROJECT, ProjectSpec
 
 log = logging.getLogger(__name__)
 MANAGER = "ostack-identity"
-PROJECTS = (PROJECT.group, VERSION, PROJECT.plural)
+PROJECTS = tenancy.PROJECTS
 INSTANCETYPES = ("instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterinstancetypes")
 
 # The namespaced kinds a Project's quotas count, and the index holding each per namespace.
@@ -64,11 +64,6 @@ CHECKS = [
 
 
 # --- indexes: what every handler may read without asking the API --------------------------
-
-
-@kopf.index(*PROJECTS)
-def project_by_namespace(name: str, spec: kopf.Spec, **_: Any) -> dict[str, str]:
-    return {spec.get("namespace") or name: name}
 
 
 @kopf.index(*PROJECTS)
@@ -135,11 +130,6 @@ def holdings(namespace: str, indexes: dict[str, Any]) -> quota.Holdings:
 
 def _flavors(indexes: dict[str, Any]) -> dict[str, quota.Flavor]:
     return {name: next(iter(store)) for name, store in indexes["flavors"].items()}
-
-
-def _project_of(namespace: str, indexes: dict[str, Any]) -> str | None:
-    store = indexes["project_by_namespace"].get(namespace)
-    return next(iter(store), None) if store is not None else None
 
 
 # --- reconciling a Project ---------------------------------------------------------------
@@ -270,7 +260,7 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
 
 
 def _refresh_usage(namespace: str, **indexes: Any) -> None:
-    name = _project_of(namespace, indexes)
+    name = tenancy.project_of(namespace, indexes)
     project = kube.read(PROJECT.api_version, PROJECT.kind, name) if name else None
     if project is None or project["metadata"].get("deletionTimestamp"):
         return
@@ -373,9 +363,8 @@ def _register_quota_check(check: Check) -> None:
     plural = check.plural
 
     def check_quota(namespace: str, spec: kopf.Spec, old: kopf.Body | None, **indexes: Any) -> None:
-        project = _project_of(namespace, indexes)
-        store = indexes["project_quotas"].get(project) if project else None
-        quotas = next(iter(store), None) if store is not None else None
+        project = tenancy.project_of(namespace, indexes)
+        quotas = tenancy.first(indexes["project_quotas"], project) if project else None
         if quotas is None:
             return
         if plural == "snapshots":

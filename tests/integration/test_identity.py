@@ -412,7 +412,15 @@ def test_a_converged_project_costs_no_writes_on_restart(
             found[q.metadata.name] = q.metadata.resource_version
         return found
 
-    # Settled: the quota has been counted and nothing moves any more.
+    # Settled: the handler has recorded what it handled, the quota has been counted, and
+    # nothing moves any more.
+    eventually(
+        lambda: (
+            "identity.ostack.dev/last-handled-configuration"
+            in ((project(api, name) or {})["metadata"].get("annotations") or {})
+        ),
+        "the handler to finish",
+    )
     before = eventually(
         lambda: (v := versions()) == versions() and v, "the Project's objects to settle"
     )
