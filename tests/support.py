@@ -20,6 +20,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from operators.devcluster.controlplane import die_with_parent_hook
+
 T = TypeVar("T")
 DEADLINE = 60.0  # generous: controllers react in well under a second, CI machines vary
 REPO = Path(__file__).resolve().parents[1]
@@ -104,8 +106,14 @@ class Operator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
+            # Dies with the test run, however that ends (a timeout, a kill).
             self.process = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+                command,
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent_hook(),
             )
         eventually(lambda: self._healthy(health), f"the operator to serve /healthz ({self.log})")
 
