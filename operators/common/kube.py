@@ -118,3 +118,14 @@ def _comparable(desired: dict[str, Any]) -> dict[str, Any]:
 
 def _where(meta: dict[str, Any]) -> str:
     return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+
+
+def put(path: str) -> None:
+    """A bodiless PUT to an API path (KubeVirt's pause/unpause subresources)."""
+    _dynamic().request("PUT", path, body={}, content_type="application/json")
+
+
+def namespace_ending(error: ApiException) -> bool:
+    """Whether a write failed only because its namespace is being deleted (nothing to
+    reconcile any more: everything in it is going)."""
+    return error.status == 403 and "is being terminated" in str(error.body)

@@ -73,6 +73,14 @@ def quantity_value(quantity: str | int) -> Decimal:
     return parse_quantity(quantity)
 
 
+def bytes_quantity(amount: Decimal) -> str:
+    """A number of bytes as a user reads it: `40Gi` rather than 42949672960."""
+    for unit, scale in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if amount and amount % scale == 0:
+            return f"{int(amount // scale)}{unit}"
+    return str(int(amount))
+
+
 def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -75,6 +75,23 @@ def install_everything(api: client.ApiClient) -> None:
 
     install_crds(api, upstream_crds() + ostack_crds())
     install_tenant_roles(api)
+    install_flavors(api)
+
+
+def install_flavors(api: client.ApiClient) -> None:
+    """Nova's classic flavors as VirtualMachineClusterInstancetypes (the chart ships them)."""
+    from kubernetes import dynamic
+
+    from operators.compute.flavors import instancetypes
+
+    resources = dynamic.DynamicClient(api).resources
+    for flavor in instancetypes():
+        resources.get(api_version=flavor["apiVersion"], kind=flavor["kind"]).server_side_apply(
+            body=flavor,
+            name=flavor["metadata"]["name"],
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
 
 
 def remove_admission(api: client.ApiClient) -> None:

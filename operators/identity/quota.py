@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from operators.common.schema import quantity_value
+from operators.common.schema import bytes_quantity, quantity_value
 from operators.identity.api import Quotas
 
 BYTE_QUOTAS = ("ram", "gigabytes")
@@ -98,12 +98,7 @@ def limits(quotas: Quotas | None) -> dict[str, Decimal]:
 
 def show(name: str, amount: Decimal) -> str:
     """An amount as a user reads it: `40Gi` for bytes, `16` for counts."""
-    if name not in BYTE_QUOTAS:
-        return str(int(amount))
-    for unit, scale in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
-        if amount and amount % scale == 0:
-            return f"{int(amount // scale)}{unit}"
-    return str(int(amount))
+    return bytes_quantity(amount) if name in BYTE_QUOTAS else str(int(amount))
 
 
 def usage_status(in_use: dict[str, Decimal], limit: dict[str, Decimal]) -> dict[str, Any]:

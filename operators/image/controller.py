@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from operators.blockstorage.api import VOLUME
 from operators.common import children, kube, tenancy
@@ -217,7 +218,11 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
 def _reconcile_by_name(namespace: str, name: str, indexes: dict[str, Any]) -> None:
     image = kube.read(IMAGE.api_version, IMAGE.kind, name, namespace)
     if image is not None and not image["metadata"].get("deletionTimestamp"):
-        reconcile(image, indexes)
+        try:
+            reconcile(image, indexes)
+        except ApiException as error:
+            if not kube.namespace_ending(error):
+                raise
 
 
 @kopf.on.event(

@@ -1,0 +1,265 @@
+"""Pure builders: an Instance and what it refers to in, its VirtualMachine and cloud-init
+Secret out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from typing import Any
+
+import yaml
+
+from operators.common import children
+from operators.common.schema import bytes_quantity, quantity_value
+from operators.compute.api import InstanceSpec
+
+KUBEVIRT = "kubevirt.io/v1"
+CDI = "cdi.kubevirt.io/v1beta1"
+ZONE = "topology.kubernetes.io/zone"
+HOSTNAME = "kubernetes.io/hostname"
+INSTANCE_LABEL = "ostack.dev/instance"
+SECURITY_GROUP_LABEL = "securitygroup.ostack.dev/"
+NETWORK_LABEL = "network.ostack.dev/"
+SERVER_GROUP_LABEL = "servergroup.ostack.dev/name"
+METADATA_ANNOTATION = "ostack.dev/metadata"
+USERDATA_KEY = "userdata"
+RUN_STRATEGY = {"Running": "Always", "Paused": "Always", "Stopped": "Halted"}
+
+
+@dataclass(frozen=True)
+class Size:
+    """What the Instance runs with: a flavor (an instancetype) or inline resources."""
+
+    cpu: int
+    memory: Decimal
+    disk: Decimal | None = None
+    flavor: str | None = None
+
+
+@dataclass(frozen=True)
+class Boot:
+    """Where the root disk comes from: a clone of an Image, or a Volume's PVC."""
+
+    image_namespace: str | None = None
+    image_name: str | None = None
+    preference: str | None = None
+    """The image's VirtualMachinePreference, when it is in the Instance's namespace."""
+    min_disk: Decimal | None = None
+    volume_pvc: str | None = None
+
+
+@dataclass(frozen=True)
+class Nic:
+    """One Network the Instance is on."""
+
+    name: str
+    type: str
+    namespace: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the VirtualMachine is built from, resolved by the controller."""
+
+    size: Size
+    boot: Boot
+    nics: list[Nic] = field(default_factory=list)
+
+
+def root_disk_size(spec: InstanceSpec, size: Size, boot: Boot) -> Decimal:
+    """Nova's rule: the largest of the requested size, the flavor's disk and minDisk."""
+    candidates = [
+        quantity_value(spec.root_disk_size) if spec.root_disk_size else None,
+        size.disk,
+        boot.min_disk,
+    ]
+    present = [c for c in candidates if c]
+    return max(present) if present else Decimal(2**30)
+
+
+def user_data(keys: list[str], given: str | None) -> str:
+    """cloud-init user data with the key pairs: merged into a `#cloud-config`, or beside
+    any other kind of user data as a MIME multipart, which cloud-init reads as both."""
+    if given is None or given.lstrip().startswith("#cloud-config"):
+        config = (yaml.safe_load(given) if given else None) or {}
+        if not isinstance(config, dict):
+            config = {}
+        if keys:
+            config["ssh_authorized_keys"] = [*config.get("ssh_authorized_keys", []), *keys]
+        return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False)
+    message = MIMEMultipart()
+    if keys:
+        message.attach(
+            MIMEText(
+                "#cloud-config\n" + yaml.safe_dump({"ssh_authorized_keys": keys}),
+                "cloud-config",
+            )
+        )
+    subtype = "x-shellscript" if given.startswith("#!") else "plain"
+    message.attach(MIMEText(given, subtype))
+    return message.as_string()
+
+
+def secret_name(instance: dict[str, Any]) -> str:
+    return f"{instance['metadata']['name']}-cloudinit"
+
+
+def cloud_init_secret(
+    instance: dict[str, Any], project: str, keys: list[str], given: str | None
+) -> dict[str, Any]:
+    """The user data lives here, never in the VirtualMachine in clear text."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": children.child_metadata(
+            instance, project, secret_name(instance), instance["metadata"]["namespace"]
+        ),
+        "type": "Opaque",
+        "stringData": {USERDATA_KEY: user_data(keys, given)},
+    }
+
+
+def root_disk_name(instance: dict[str, Any]) -> str:
+    return f"{instance['metadata']['name']}-root"
+
+
+def _template_labels(instance: dict[str, Any], spec: InstanceSpec, plan: Plan) -> dict[str, str]:
+    labels = {INSTANCE_LABEL: instance["metadata"]["name"]}
+    # The Project's `default` group applies when none is named, as in Neutron.
+    for group in spec.security_groups or ["default"]:
+        labels[f"{SECURITY_GROUP_LABEL}{group}"] = ""
+    for nic in plan.nics:
+        labels[f"{NETWORK_LABEL}{nic.name}"] = ""
+    if spec.server_group is not None:
+        labels[SERVER_GROUP_LABEL] = spec.server_group.name
+    return labels
+
+
+def _affinity(spec: InstanceSpec) -> dict[str, Any]:
+    affinity: dict[str, Any] = {}
+    if spec.availability_zone:
+        affinity["nodeAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {"key": ZONE, "operator": "In", "values": [spec.availability_zone]}
+                        ]
+                    }
+                ]
+            }
+        }
+    group = spec.server_group
+    if group is not None:
+        term = {
+            "labelSelector": {"matchLabels": {SERVER_GROUP_LABEL: group.name}},
+            "topologyKey": HOSTNAME,
+        }
+        kind = "podAntiAffinity" if "anti" in group.policy else "podAffinity"
+        if group.policy.startswith("soft-"):
+            affinity[kind] = {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 100, "podAffinityTerm": term}
+                ]
+            }
+        else:
+            affinity[kind] = {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    return affinity
+
+
+def _networking(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """VM interfaces and networks: the pod network first (masquerade), then one Multus
+    interface per bridge/vlan Network. pod-type Networks are isolation on the pod
+    network itself, so they add labels, not interfaces."""
+    interfaces = [{"name": "default", "masquerade": {}}]
+    networks: list[dict[str, Any]] = [{"name": "default", "pod": {}}]
+    for nic in plan.nics:
+        if nic.type == "pod":
+            continue
+        interfaces.append({"name": nic.name, "bridge": {}})
+        networks.append(
+            {"name": nic.name, "multus": {"networkName": f"{nic.namespace}/{nic.name}"}}
+        )
+    return interfaces, networks
+
+
+def virtual_machine(
+    instance: dict[str, Any], project: str, spec: InstanceSpec, plan: Plan
+) -> dict[str, Any]:
+    name, namespace = instance["metadata"]["name"], instance["metadata"]["namespace"]
+    meta = children.child_metadata(instance, project, name, namespace)
+    if spec.metadata:
+        # Nova metadata keys need not be valid annotation names: one JSON annotation.
+        meta["annotations"] = {METADATA_ANNOTATION: json.dumps(spec.metadata, sort_keys=True)}
+    interfaces, networks = _networking(plan)
+    disks = [
+        {"name": "root", "bootOrder": 1, "disk": {"bus": "virtio"}},
+        {"name": "cloudinit", "disk": {"bus": "virtio"}},
+    ]
+    if plan.boot.volume_pvc is not None:
+        root_volume = {"name": "root", "persistentVolumeClaim": {"claimName": plan.boot.volume_pvc}}
+    else:
+        root_volume = {"name": "root", "dataVolume": {"name": root_disk_name(instance)}}
+    domain: dict[str, Any] = {"devices": {"disks": disks, "interfaces": interfaces}}
+    if spec.resources is not None:
+        domain["cpu"] = {"sockets": spec.resources.cpu, "cores": 1, "threads": 1}
+        domain["memory"] = {"guest": spec.resources.memory}
+    template_spec: dict[str, Any] = {
+        "domain": domain,
+        "networks": networks,
+        "volumes": [
+            root_volume,
+            {
+                "name": "cloudinit",
+                "cloudInitNoCloud": {"secretRef": {"name": secret_name(instance)}},
+            },
+        ],
+    }
+    affinity = _affinity(spec)
+    if affinity:
+        template_spec["affinity"] = affinity
+    vm_spec: dict[str, Any] = {
+        "runStrategy": "Halted" if spec.shelved else RUN_STRATEGY[spec.power_state],
+        "template": {
+            "metadata": {
+                "labels": {
+                    **children.child_labels(instance, project),
+                    **_template_labels(instance, spec, plan),
+                }
+            },
+            "spec": template_spec,
+        },
+    }
+    if plan.size.flavor is not None:
+        vm_spec["instancetype"] = {
+            "kind": "VirtualMachineClusterInstancetype",
+            "name": plan.size.flavor,
+        }
+    if plan.boot.preference is not None:
+        vm_spec["preference"] = {"kind": "VirtualMachinePreference", "name": plan.boot.preference}
+    if plan.boot.image_name is not None:
+        vm_spec["dataVolumeTemplates"] = [
+            {
+                "metadata": {"name": root_disk_name(instance)},
+                "spec": {
+                    "sourceRef": {
+                        "kind": "DataSource",
+                        "namespace": plan.boot.image_namespace,
+                        "name": plan.boot.image_name,
+                    },
+                    "storage": {
+                        "resources": {
+                            "requests": {
+                                "storage": bytes_quantity(
+                                    root_disk_size(spec, plan.size, plan.boot)
+                                )
+                            }
+                        }
+                    },
+                },
+            }
+        ]
+    return {"apiVersion": KUBEVIRT, "kind": "VirtualMachine", "metadata": meta, "spec": vm_spec}

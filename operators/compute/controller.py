@@ -1,0 +1,355 @@
+"""Nova as a kopf controller: Instances become KubeVirt VirtualMachines with a cloud-init
+Secret; status follows the VM and its VMI through watches."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from operators.blockstorage.api import VOLUME
+from operators.common import children, kube, tenancy
+from operators.common.conditions import is_subset, set_condition
+from operators.common.kinds import VERSION
+from operators.common.schema import quantity_value
+from operators.common.status import Reason
+from operators.compute import builders, lifecycle
+from operators.compute.api import INSTANCE, InstanceSpec
+from operators.compute.flavors import DISK_ANNOTATION
+from operators.image import lifecycle as image_lifecycle
+from operators.image.api import IMAGE
+from operators.image.builders import object_name as image_object
+from operators.network.api import NETWORK
+
+log = logging.getLogger(__name__)
+MANAGER = "ostack-compute"
+INSTANCES = (INSTANCE.group, VERSION, INSTANCE.plural)
+INSTANCETYPES = ("instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterinstancetypes")
+VMS = ("kubevirt.io", "v1", "virtualmachines")
+VMIS = ("kubevirt.io", "v1", "virtualmachineinstances")
+OWNED = {children.MANAGED_BY: children.MANAGER, children.OWNER_KIND: INSTANCE.kind}
+
+
+class Refused(Exception):
+    """The spec cannot be met as written: the user must change it."""
+
+
+class Waiting(Exception):
+    """Something the Instance needs is not ready yet; its change will bring us back."""
+
+
+# --- indexes ---------------------------------------------------------------------------------
+
+
+@kopf.index(*INSTANCETYPES)
+def flavor_sizes(name: str, spec: kopf.Spec, annotations: kopf.Annotations, **_: Any):
+    try:
+        cpu, memory = int(spec["cpu"]["guest"]), quantity_value(spec["memory"]["guest"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    disk = annotations.get(DISK_ANNOTATION)
+    return {name: builders.Size(cpu, memory, quantity_value(disk) if disk else None, name)}
+
+
+@kopf.index(*INSTANCES)
+def instances_by_image(namespace: str, name: str, spec: kopf.Spec, **_: Any):
+    image = spec.get("image")
+    if not image:
+        return {}
+    return {(image.get("project"), image["name"]): (namespace, name)}
+
+
+# --- resolving what an Instance refers to ----------------------------------------------------
+
+
+def _size(spec: InstanceSpec, indexes: dict[str, Any]) -> builders.Size:
+    if spec.resources is not None:
+        return builders.Size(spec.resources.cpu, quantity_value(spec.resources.memory))
+    size = tenancy.first(indexes["flavor_sizes"], spec.flavor)
+    if size is None:
+        known = ", ".join(sorted(indexes["flavor_sizes"].keys())) or "none"
+        raise Refused(f"flavor {spec.flavor} does not exist (flavors: {known})")
+    return size
+
+
+def _boot(spec: InstanceSpec, namespace: str, project: str, size, indexes) -> builders.Boot:
+    if spec.boot_volume is not None:
+        volume = kube.read(VOLUME.api_version, VOLUME.kind, spec.boot_volume.name, namespace)
+        if volume is None:
+            raise Refused(f"boot Volume {spec.boot_volume.name} does not exist")
+        pvc = (volume.get("status") or {}).get("pvc")
+        if not pvc:
+            raise Waiting(f"waiting for Volume {spec.boot_volume.name} to be available")
+        return builders.Boot(volume_pvc=pvc)
+    assert spec.image is not None
+    image_project = spec.image.project or project
+    image_ns = tenancy.first(indexes["namespace_by_project"], image_project) or image_project
+    image = kube.read(IMAGE.api_version, IMAGE.kind, spec.image.name, image_ns)
+    if image is None:
+        raise Refused(f"Image {spec.image.name} does not exist in Project {image_project}")
+    image_spec = IMAGE.parse_spec(image)
+    refusal = image_lifecycle.refusal(image_spec, spec.image.name, image_project, project)
+    if refusal:
+        raise Refused(refusal)
+    if image_spec.min_ram and size.memory < quantity_value(image_spec.min_ram):
+        raise Refused(
+            f"Image {spec.image.name} needs at least {image_spec.min_ram} of RAM; the flavor"
+            " has less: choose a larger flavor"
+        )
+    min_disk = quantity_value(image_spec.min_disk) if image_spec.min_disk else None
+    if spec.root_disk_size and min_disk and quantity_value(spec.root_disk_size) < min_disk:
+        raise Refused(
+            f"rootDiskSize {spec.root_disk_size} is below Image {spec.image.name}'s minDisk"
+            f" {image_spec.min_disk}"
+        )
+    status = image.get("status") or {}
+    if status.get("phase") != "active":
+        raise Waiting(f"waiting for Image {spec.image.name} to be active")
+    same_namespace = image_ns == namespace
+    return builders.Boot(
+        image_namespace=image_ns,
+        image_name=image_object(image),
+        preference=status.get("preference") if same_namespace else None,
+        min_disk=min_disk,
+    )
+
+
+def _nics(spec: InstanceSpec, project: str, namespace: str, indexes) -> list[builders.Nic]:
+    nics = []
+    for ref in spec.networks:
+        ref_project = ref.project or project
+        ns = tenancy.first(indexes["namespace_by_project"], ref_project) or ref_project
+        network = kube.read(NETWORK.api_version, NETWORK.kind, ref.name, ns)
+        if network is None:
+            raise Refused(f"Network {ref.name} does not exist in Project {ref_project}")
+        if ns != namespace and not network["spec"].get("shared"):
+            raise Refused(f"Network {ref.name} of Project {ref_project} is not shared")
+        nics.append(builders.Nic(ref.name, network["spec"].get("type", "pod"), ns))
+    return nics
+
+
+def _user_data(spec: InstanceSpec, namespace: str) -> str | None:
+    if spec.user_data_secret is None:
+        return spec.user_data
+    ref = spec.user_data_secret
+    secret = kube.read("v1", "Secret", ref.name, namespace)
+    data = (secret or {}).get("data") or {}
+    if ref.key not in data:
+        raise Refused(f"Secret {ref.name} has no key {ref.key} for the user data")
+    return base64.b64decode(data[ref.key]).decode()
+
+
+def _secret(instance, project, spec: InstanceSpec, namespace: str) -> dict[str, Any]:
+    body = builders.cloud_init_secret(
+        instance, project, spec.key_pairs, _user_data(spec, namespace)
+    )
+    # Compared with what the server holds, which keeps `data`, never `stringData`.
+    body["data"] = {
+        k: base64.b64encode(v.encode()).decode() for k, v in body.pop("stringData").items()
+    }
+    return body
+
+
+# --- reconciling an Instance -----------------------------------------------------------------
+
+
+@kopf.on.resume(*INSTANCES, retries=5, backoff=10)
+@kopf.on.create(*INSTANCES, retries=5, backoff=10)
+@kopf.on.update(*INSTANCES, field="spec", retries=5, backoff=10)
+def reconcile_instance(body: kopf.Body, **indexes: Any) -> None:
+    reconcile(_plain(body), indexes)
+
+
+def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
+    namespace, name = instance["metadata"]["namespace"], instance["metadata"]["name"]
+    try:
+        spec = INSTANCE.parse_spec(instance)
+        project = tenancy.project_of(namespace, indexes) or namespace
+        size = _size(spec, indexes)
+        boot = _boot(spec, namespace, project, size, indexes)
+        plan = builders.Plan(size, boot, _nics(spec, project, namespace, indexes))
+        secret = _secret(instance, project, spec, namespace)
+    except (Refused, ValueError) as problem:
+        _report(
+            instance,
+            lifecycle.Observed("ERROR", (False, Reason.INVALID_CONFIGURATION, str(problem))),
+        )
+        return
+    except Waiting as wait:
+        _report(instance, lifecycle.Observed("BUILD", (False, Reason.PROGRESSING, str(wait))))
+        return
+    kube.apply(secret, MANAGER)
+    vm = builders.virtual_machine(instance, project, spec, plan)
+    kube.apply(vm, MANAGER)
+    rebooted = _reboot_if_asked(instance, spec)
+    current_vm = kube.read(*_vm_ref(instance))
+    vmi = kube.read("kubevirt.io/v1", "VirtualMachineInstance", name, namespace)
+    rebooting = _still_rebooting(instance, spec, vmi, rebooted)
+    observed = lifecycle.observe(spec, current_vm, vmi, rebooting)
+    unpausable = _pause_or_unpause(spec, vmi)
+    if unpausable:
+        observed = lifecycle.Observed(
+            observed.phase,
+            (False, Reason.UNRECOVERABLE_ERROR, unpausable),
+            observed.power,
+            observed.host,
+            observed.launched_at,
+            observed.addresses,
+        )
+    _report(instance, observed, size, rebooted)
+    log.info("reconciled Instance %s/%s: %s", namespace, name, observed.phase)
+
+
+def _vm_ref(instance: dict[str, Any]) -> tuple[str, str, str, str]:
+    meta = instance["metadata"]
+    return ("kubevirt.io/v1", "VirtualMachine", meta["name"], meta["namespace"])
+
+
+def _reboot_if_asked(instance: dict[str, Any], spec: InstanceSpec) -> str | None:
+    """Restart the guest for a rebootRequestedAt newer than the last one acted on, as
+    KubeVirt's restart does: the VMI goes and the VM starts a new one. Returns the
+    request acted on, if any."""
+    if spec.reboot_requested_at is None or spec.power_state == "Stopped" or spec.shelved:
+        return None
+    asked = spec.reboot_requested_at
+    last = (instance.get("status") or {}).get("lastRebootAt")
+    if last and datetime.fromisoformat(last.replace("Z", "+00:00")) >= asked:
+        return None
+    meta = instance["metadata"]
+    kube.delete("kubevirt.io/v1", "VirtualMachineInstance", meta["name"], meta["namespace"])
+    kopf.event(instance, type="Normal", reason="Rebooting", message="the guest is restarted")
+    return asked.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pause_or_unpause(spec: InstanceSpec, vmi: dict[str, Any] | None) -> str | None:
+    """Ask KubeVirt to pause or unpause the running guest, as `virtctl pause` does; returns
+    why it cannot be done, if it cannot."""
+    if vmi is None or (vmi.get("status") or {}).get("phase") != "Running":
+        return None
+    paused = lifecycle.paused(vmi)
+    wanted = spec.power_state == "Paused"
+    if paused == wanted:
+        return None
+    meta = vmi["metadata"]
+    action = "pause" if wanted else "unpause"
+    path = (
+        f"/apis/subresources.kubevirt.io/v1/namespaces/{meta['namespace']}"
+        f"/virtualmachineinstances/{meta['name']}/{action}"
+    )
+    try:
+        kube.put(path)
+    except ApiException as error:
+        if error.status == 404:
+            return (
+                f"cannot {action}: this cluster does not serve KubeVirt's"
+                " subresources.kubevirt.io API (virt-api)"
+            )
+        raise
+    return None
+
+
+def _still_rebooting(instance, spec: InstanceSpec, vmi, rebooted: str | None) -> bool:
+    last = rebooted or (instance.get("status") or {}).get("lastRebootAt")
+    if not last or spec.reboot_requested_at is None:
+        return False
+    if vmi is None:
+        return True
+    return vmi["metadata"].get("creationTimestamp", "") < last
+
+
+def _report(
+    instance: dict[str, Any],
+    observed: lifecycle.Observed,
+    size: builders.Size | None = None,
+    rebooted: str | None = None,
+) -> None:
+    current = instance.get("status") or {}
+    generation = instance["metadata"].get("generation")
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "phase": observed.phase,
+        "powerState": observed.power,
+        "host": observed.host,
+        "addresses": observed.addresses or None,
+        "conditions": set_condition(
+            current.get("conditions", []), "Ready", *observed.ready, generation=generation
+        ),
+    }
+    if observed.launched_at:
+        status["launchedAt"] = observed.launched_at
+    if size is not None:
+        status["vmName"] = instance["metadata"]["name"]
+        status["flavor"] = {
+            "name": size.flavor,
+            "cpu": size.cpu,
+            "memory": _show(size.memory),
+        }
+    if rebooted:
+        status["lastRebootAt"] = rebooted
+    if is_subset(status, current):
+        return
+    meta = instance["metadata"]
+    kube.patch_status(INSTANCE.api_version, INSTANCE.kind, meta["name"], meta["namespace"], status)
+    if observed.phase != current.get("phase"):
+        error = observed.phase == "ERROR"
+        kopf.event(
+            instance,
+            type="Warning" if error else "Normal",
+            reason=observed.phase.title().replace("_", ""),
+            message=observed.ready[2],
+        )
+
+
+def _show(memory: Decimal) -> str:
+    from operators.common.schema import bytes_quantity
+
+    return bytes_quantity(memory)
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    return {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": dict(body["metadata"]),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+# --- following the VM, its VMI and the Image ---------------------------------------------------
+
+
+def _reconcile_by_name(namespace: str, name: str, indexes: dict[str, Any]) -> None:
+    instance = kube.read(INSTANCE.api_version, INSTANCE.kind, name, namespace)
+    if instance is not None and not instance["metadata"].get("deletionTimestamp"):
+        try:
+            reconcile(instance, indexes)
+        except ApiException as error:
+            if not kube.namespace_ending(error):
+                raise
+
+
+@kopf.on.event(*VMS, labels=OWNED)
+@kopf.on.event(*VMIS, labels=OWNED)
+def runtime_changed(namespace: str, labels: kopf.Labels, **indexes: Any) -> None:
+    _reconcile_by_name(namespace, labels[children.OWNER_NAME], indexes)
+
+
+@kopf.on.event(IMAGE.group, VERSION, IMAGE.plural)
+def image_changed(namespace: str, name: str, **indexes: Any) -> None:
+    """An Image became active (or changed visibility): Instances waiting on it move on."""
+    project = tenancy.project_of(namespace, indexes) or namespace
+    for key in ((project, name), (None, name)):
+        store = indexes["instances_by_image"].get(key)
+        for instance_ns, instance in list(store) if store is not None else []:
+            if key[0] is None and instance_ns != namespace:
+                continue
+            try:
+                _reconcile_by_name(instance_ns, instance, indexes)
+            except ApiException as error:
+                log.warning("Instance %s/%s: %s", instance_ns, instance, error.reason)

@@ -1,0 +1,345 @@
+"""Nova: Instances become KubeVirt VMs, on the real control plane with the status
+simulator standing in for KubeVirt, run by the real identity, image and compute operators."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kubernetes import client, dynamic
+from kubernetes.client.exceptions import ApiException
+
+from operators.common.kinds import VERSION
+from operators.compute import builders
+from operators.compute.api import INSTANCE, InstanceSpec
+from operators.devcluster.simulator import FAIL_SCHEDULE
+from operators.identity.api import PROJECT
+from operators.image.api import IMAGE
+from tests.support import Operator, eventually
+
+pytestmark = pytest.mark.integration
+
+Obj = dict[str, Any]
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOstackTestKey tester@laptop"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def operators(run_operator: Callable[..., Operator], simulator: object) -> None:
+    for service in ("identity", "image", "compute"):
+        run_operator(service)
+
+
+@pytest.fixture
+def project(api: client.ApiClient) -> Iterator[Callable[[], str]]:
+    custom = client.CustomObjectsApi(api)
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"p-{uuid.uuid4().hex[:6]}"
+        body = {"apiVersion": PROJECT.api_version, "kind": "Project", "metadata": {"name": name}}
+        custom.create_cluster_custom_object(
+            PROJECT.group, VERSION, PROJECT.plural, {**body, "spec": {"deletionPolicy": "Cascade"}}
+        )
+        made.append(name)
+        eventually(lambda: _get_project_phase(api, name) == "Ready", f"Project {name}")
+        return name
+
+    yield make
+    for name in made:
+        custom.delete_cluster_custom_object(PROJECT.group, VERSION, PROJECT.plural, name)
+
+
+def _get_project_phase(api: client.ApiClient, name: str) -> str | None:
+    obj = client.CustomObjectsApi(api).get_cluster_custom_object(
+        PROJECT.group, VERSION, PROJECT.plural, name
+    )
+    return obj.get("status", {}).get("phase")
+
+
+def make(api: client.ApiClient, kind, namespace: str, name: str, spec: Obj) -> None:
+    body = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name}}
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        kind.group, VERSION, namespace, kind.plural, {**body, "spec": spec}
+    )
+
+
+def patch(api: client.ApiClient, kind, namespace: str, name: str, spec: Obj) -> None:
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        kind.group, VERSION, namespace, kind.plural, name, {"spec": spec}
+    )
+
+
+def get(api: client.ApiClient, group: str, version: str, plural: str, ns: str, name: str):
+    try:
+        return client.CustomObjectsApi(api).get_namespaced_custom_object(
+            group, version, ns, plural, name
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def instance(api: client.ApiClient, ns: str, name: str) -> Obj:
+    return get(api, INSTANCE.group, VERSION, INSTANCE.plural, ns, name) or {}
+
+
+def in_phase(api: client.ApiClient, ns: str, name: str, phase: str) -> Obj | None:
+    obj = instance(api, ns, name)
+    return obj if obj.get("status", {}).get("phase") == phase else None
+
+
+def ready(obj: Obj) -> Obj:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+
+
+def an_image(api: client.ApiClient, ns: str, name: str = "cirros", **extra: Any) -> None:
+    spec = {"source": {"http": {"url": "http://images.example.org/c.img"}}, "diskFormat": "qcow2"}
+    make(api, IMAGE, ns, name, {**spec, **extra})
+    eventually(
+        lambda: (
+            (get(api, IMAGE.group, VERSION, IMAGE.plural, ns, name) or {})
+            .get("status", {})
+            .get("phase")
+            == "active"
+        ),
+        f"Image {name} active",
+    )
+
+
+def server(**extra: Any) -> Obj:
+    return {"flavor": "m1.small", "image": {"name": "cirros"}, **extra}
+
+
+def test_an_instance_boots_from_an_image_to_active(api: client.ApiClient, project) -> None:
+    ns = project()
+    an_image(api, ns)
+    make(
+        api,
+        INSTANCE,
+        ns,
+        "web",
+        server(keyPairs=[KEY], userData="#cloud-config\npackages: [nginx]\n"),
+    )
+    obj = eventually(lambda: in_phase(api, ns, "web", "ACTIVE"), "the Instance ACTIVE")
+    status = obj["status"]
+    assert ready(obj)["status"] == "True"
+    assert status["powerState"] == "Running"
+    assert status["host"] == "sim-node-0"
+    assert status["vmName"] == "web"
+    assert status["addresses"][0]["network"] == "pod"
+    assert status["addresses"][0]["ip"].startswith("10.244.")
+    assert status["flavor"] == {"name": "m1.small", "cpu": 1, "memory": "2Gi"}
+    assert status["launchedAt"]
+
+    vm = get(api, "kubevirt.io", "v1", "virtualmachines", ns, "web")
+    assert vm["spec"]["instancetype"] == {
+        "kind": "VirtualMachineClusterInstancetype",
+        "name": "m1.small",
+    }
+    template = vm["spec"]["dataVolumeTemplates"][0]
+    assert template["spec"]["sourceRef"] == {
+        "kind": "DataSource",
+        "namespace": ns,
+        "name": "image-cirros",
+    }
+    assert template["spec"]["storage"]["resources"]["requests"]["storage"] == "20Gi"  # m1.small
+    assert "packages" not in str(vm), "user data must not appear in the VirtualMachine"
+    secret = client.CoreV1Api(api).read_namespaced_secret("web-cloudinit", ns)
+    assert secret.metadata.owner_references[0].kind == "Instance"
+    user_data = base64.b64decode(secret.data["userdata"]).decode()
+    assert KEY in user_data and "nginx" in user_data
+
+
+def test_stop_start_and_reboot_move_the_phase_as_nova_does(api: client.ApiClient, project) -> None:
+    ns = project()
+    an_image(api, ns)
+    make(api, INSTANCE, ns, "vm", server())
+    eventually(lambda: in_phase(api, ns, "vm", "ACTIVE"), "ACTIVE")
+
+    patch(api, INSTANCE, ns, "vm", {"powerState": "Stopped"})
+    eventually(lambda: in_phase(api, ns, "vm", "SHUTOFF"), "SHUTOFF")
+    eventually(
+        lambda: ready(instance(api, ns, "vm"))["status"] == "True" and not _vmi(api, ns, "vm"),
+        "the VMI to go and the stop to be complete",
+    )
+    patch(api, INSTANCE, ns, "vm", {"powerState": "Running"})
+    eventually(lambda: in_phase(api, ns, "vm", "ACTIVE"), "ACTIVE again")
+
+    first = _vmi(api, ns, "vm")["metadata"]["uid"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    time.sleep(1)  # rebootRequestedAt has a one-second resolution; the VMI must be older
+    patch(api, INSTANCE, ns, "vm", {"rebootRequestedAt": now})
+    eventually(
+        lambda: (v := _vmi(api, ns, "vm")) and v["metadata"]["uid"] != first,
+        "a new VMI after the reboot",
+    )
+    obj = eventually(lambda: in_phase(api, ns, "vm", "ACTIVE"), "ACTIVE after the reboot")
+    assert obj["status"]["lastRebootAt"] == now
+
+
+def test_a_scheduling_failure_is_error_with_the_reason(api: client.ApiClient, project) -> None:
+    ns = project()
+    an_image(api, ns)
+    core = client.CoreV1Api(api)
+    core.patch_namespace(
+        ns,
+        {
+            "metadata": {
+                "annotations": {FAIL_SCHEDULE: "0/3 nodes are available: 3 Insufficient memory."}
+            }
+        },
+    )
+    make(api, INSTANCE, ns, "big", server())
+    obj = eventually(lambda: in_phase(api, ns, "big", "ERROR"), "ERROR")
+    assert "Insufficient memory" in ready(obj)["message"]
+    core.patch_namespace(ns, {"metadata": {"annotations": {FAIL_SCHEDULE: None}}})
+    # KubeVirt would retry scheduling; a restart of the VMI is what makes the simulator.
+    eventually(lambda: in_phase(api, ns, "big", "ACTIVE") or _kick(api, ns, "big"), "ACTIVE")
+
+
+def _kick(api: client.ApiClient, ns: str, name: str) -> None:
+    vmi = _vmi(api, ns, name)
+    if vmi and vmi.get("status", {}).get("phase") != "Running":
+        client.CustomObjectsApi(api).delete_namespaced_custom_object(
+            "kubevirt.io", "v1", ns, "virtualmachineinstances", name
+        )
+    time.sleep(0.5)
+
+
+def _vmi(api: client.ApiClient, ns: str, name: str) -> Obj | None:
+    return get(api, "kubevirt.io", "v1", "virtualmachineinstances", ns, name)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (server(image={"name": "nope"}), "Image nope does not exist"),
+        (server(flavor="m9.huge"), "flavor m9.huge does not exist (flavors: m1.large"),
+        (server(flavor="m1.tiny"), "needs at least 1Gi of RAM"),
+    ],
+    ids=["missing-image", "unknown-flavor", "flavor-too-small"],
+)
+def test_bad_references_are_refused_and_fixing_recovers(
+    api: client.ApiClient, project, spec: Obj, message: str
+) -> None:
+    ns = project()
+    an_image(api, ns, minRam="1Gi")
+    make(api, INSTANCE, ns, "x", spec)
+    obj = eventually(lambda: in_phase(api, ns, "x", "ERROR"), "the refusal")
+    condition = ready(obj)
+    assert condition["reason"] == "InvalidConfiguration"
+    assert message in condition["message"]
+    events = client.CoreV1Api(api).list_namespaced_event(ns, field_selector="involvedObject.name=x")
+    assert any(e.type == "Warning" for e in events.items)
+    patch(api, INSTANCE, ns, "x", server())
+    eventually(lambda: in_phase(api, ns, "x", "ACTIVE"), "recovery once the spec is fixed")
+
+
+def test_images_of_other_projects_follow_their_visibility(api: client.ApiClient, project) -> None:
+    owner, tenant = project(), project()
+    an_image(api, owner, "private-img")
+    an_image(api, owner, "public-img", visibility="public")
+    make(api, INSTANCE, tenant, "a", server(image={"name": "private-img", "project": owner}))
+    obj = eventually(lambda: in_phase(api, tenant, "a", "ERROR"), "the private image refused")
+    assert f"is private and not shared with Project {tenant}" in ready(obj)["message"]
+    make(api, INSTANCE, tenant, "b", server(image={"name": "public-img", "project": owner}))
+    eventually(lambda: in_phase(api, tenant, "b", "ACTIVE"), "the public image to boot")
+    vm = get(api, "kubevirt.io", "v1", "virtualmachines", tenant, "b")
+    assert vm["spec"]["dataVolumeTemplates"][0]["spec"]["sourceRef"]["namespace"] == owner
+
+
+def test_pausing_needs_kubevirts_api_and_says_so(api: client.ApiClient, project) -> None:
+    ns = project()
+    an_image(api, ns)
+    make(api, INSTANCE, ns, "p", server(powerState="Paused"))
+
+    def explained() -> Obj | None:
+        obj = instance(api, ns, "p")
+        conditions = obj.get("status", {}).get("conditions", [])
+        return next((c for c in conditions if c["reason"] == "UnrecoverableError"), None)
+
+    condition = eventually(explained, "the Instance to say why it cannot pause")
+    assert "subresources.kubevirt.io" in condition["message"]
+
+
+def test_a_converged_instance_is_left_alone(api: client.ApiClient, project) -> None:
+    ns = project()
+    an_image(api, ns)
+    make(api, INSTANCE, ns, "calm", server())
+    eventually(lambda: in_phase(api, ns, "calm", "ACTIVE"), "ACTIVE")
+    handled = "compute.ostack.dev/last-handled-configuration"
+    eventually(
+        lambda: handled in (instance(api, ns, "calm")["metadata"].get("annotations") or {}),
+        "the handler to finish",
+    )
+
+    def versions() -> list[str]:
+        return [
+            instance(api, ns, "calm")["metadata"]["resourceVersion"],
+            get(api, "kubevirt.io", "v1", "virtualmachines", ns, "calm")["metadata"][
+                "resourceVersion"
+            ],
+            _vmi(api, ns, "calm")["metadata"]["resourceVersion"],
+            client.CoreV1Api(api)
+            .read_namespaced_secret("calm-cloudinit", ns)
+            .metadata.resource_version,
+        ]
+
+    before = versions()
+    time.sleep(2)  # a window in which nothing should happen
+    assert versions() == before
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"availabilityZone": "zone-a", "serverGroup": {"name": "g", "policy": "anti-affinity"}},
+        {"serverGroup": {"name": "g", "policy": "soft-affinity"}, "metadata": {"role": "db x"}},
+        {"flavor": None, "resources": {"cpu": 2, "memory": "3Gi"}, "powerState": "Stopped"},
+        {"image": None, "bootVolume": {"name": "root"}, "shelved": True},
+    ],
+    ids=["plain", "zone-anti-affinity", "soft-affinity-metadata", "inline-resources", "volume"],
+)
+def test_the_virtual_machine_passes_kubevirts_schema_strictly(
+    api: client.ApiClient, namespace: str, extra: Obj
+) -> None:
+    spec = InstanceSpec.model_validate(
+        {k: v for k, v in {**server(), **extra}.items() if v is not None}
+    )
+    body = {
+        "apiVersion": INSTANCE.api_version,
+        "kind": "Instance",
+        "metadata": {
+            "name": "vm",
+            "namespace": namespace,
+            "uid": "00000000-0000-0000-0000-000000000001",
+        },
+    }
+    boot = (
+        builders.Boot(volume_pvc="volume-root")
+        if spec.boot_volume
+        else builders.Boot(
+            image_namespace="images", image_name="image-cirros", preference="image-cirros"
+        )
+    )
+    plan = builders.Plan(
+        builders.Size(1, 2**31, 20 * 2**30, spec.flavor),
+        boot,
+        [builders.Nic("private", "pod", namespace), builders.Nic("lan", "bridge", namespace)],
+    )
+    vm = builders.virtual_machine(body, "p", spec, plan)
+    dynamic_client = dynamic.DynamicClient(api)
+    found = dynamic_client.resources.get(api_version=vm["apiVersion"], kind=vm["kind"])
+    dynamic_client.request(
+        "POST",
+        f"{found.path(namespace=namespace)}?dryRun=All&fieldValidation=Strict",
+        body=vm,
+        content_type="application/json",
+    )

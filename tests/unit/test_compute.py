@@ -1,0 +1,181 @@
+"""The compute service's pure parts: what an Instance becomes, and how Nova reads KubeVirt."""
+
+from __future__ import annotations
+
+import email
+from decimal import Decimal
+
+import pytest
+import yaml
+
+from operators.common.status import Reason
+from operators.compute import builders, lifecycle
+from operators.compute.api import InstanceSpec
+
+GI = 2**30
+BODY = {
+    "apiVersion": "compute.ostack.dev/v1alpha1",
+    "kind": "Instance",
+    "metadata": {"name": "web", "namespace": "demo", "uid": "u-1"},
+}
+SMALL = builders.Size(1, Decimal(2 * GI), Decimal(20 * GI), "m1.small")
+IMAGE_BOOT = builders.Boot(image_namespace="demo", image_name="image-cirros", min_disk=Decimal(GI))
+
+
+def spec(**fields) -> InstanceSpec:
+    return InstanceSpec.model_validate(
+        {"flavor": "m1.small", "image": {"name": "cirros"}, **fields}
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "size", "boot", "expected"),
+    [
+        ({}, SMALL, IMAGE_BOOT, 20 * GI),
+        ({"rootDiskSize": "50Gi"}, SMALL, IMAGE_BOOT, 50 * GI),
+        ({}, builders.Size(1, Decimal(GI)), builders.Boot(min_disk=Decimal(3 * GI)), 3 * GI),
+    ],
+)
+def test_root_disk_is_the_largest_of_request_flavor_and_min_disk(fields, size, boot, expected):
+    assert builders.root_disk_size(spec(**fields), size, boot) == expected
+
+
+def test_keys_merge_into_cloud_config() -> None:
+    text = builders.user_data(["ssh-ed25519 AAA a@b"], "#cloud-config\npackages: [nginx]\n")
+    assert text.startswith("#cloud-config\n")
+    config = yaml.safe_load(text)
+    assert config == {"packages": ["nginx"], "ssh_authorized_keys": ["ssh-ed25519 AAA a@b"]}
+
+
+def test_a_script_goes_beside_the_keys_as_multipart() -> None:
+    text = builders.user_data(["ssh-ed25519 AAA a@b"], "#!/bin/sh\necho hi\n")
+    parts = [p for p in email.message_from_string(text).walk() if not p.is_multipart()]
+    assert [p.get_content_type() for p in parts] == ["text/cloud-config", "text/x-shellscript"]
+
+
+def test_vm_runs_the_flavor_and_clones_the_image() -> None:
+    vm = builders.virtual_machine(
+        BODY, "demo", spec(securityGroups=["web"]), builders.Plan(SMALL, IMAGE_BOOT)
+    )
+    assert vm["spec"]["runStrategy"] == "Always"
+    assert vm["spec"]["instancetype"]["name"] == "m1.small"
+    assert vm["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    labels = vm["spec"]["template"]["metadata"]["labels"]
+    assert labels["securitygroup.ostack.dev/web"] == "" and labels["ostack.dev/instance"] == "web"
+    assert labels["ostack.dev/owner-kind"] == "Instance"
+    volumes = vm["spec"]["template"]["spec"]["volumes"]
+    assert volumes[1] == {
+        "name": "cloudinit",
+        "cloudInitNoCloud": {"secretRef": {"name": "web-cloudinit"}},
+    }
+
+
+def test_no_security_group_means_the_default_one() -> None:
+    vm = builders.virtual_machine(BODY, "demo", spec(), builders.Plan(SMALL, IMAGE_BOOT))
+    assert "securitygroup.ostack.dev/default" in vm["spec"]["template"]["metadata"]["labels"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "kind", "hard"),
+    [
+        ("affinity", "podAffinity", True),
+        ("anti-affinity", "podAntiAffinity", True),
+        ("soft-affinity", "podAffinity", False),
+        ("soft-anti-affinity", "podAntiAffinity", False),
+    ],
+)
+def test_server_group_policies(policy, kind, hard) -> None:
+    vm = builders.virtual_machine(
+        BODY,
+        "demo",
+        spec(serverGroup={"name": "g", "policy": policy}),
+        builders.Plan(SMALL, IMAGE_BOOT),
+    )
+    affinity = vm["spec"]["template"]["spec"]["affinity"]
+    assert set(affinity) == {kind}
+    key = (
+        "requiredDuringSchedulingIgnoredDuringExecution"
+        if hard
+        else "preferredDuringSchedulingIgnoredDuringExecution"
+    )
+    assert key in affinity[kind]
+
+
+def test_secondary_networks_become_multus_interfaces() -> None:
+    nics = [builders.Nic("private", "pod", "demo"), builders.Nic("lan", "vlan", "demo")]
+    vm = builders.virtual_machine(BODY, "demo", spec(), builders.Plan(SMALL, IMAGE_BOOT, nics))
+    template = vm["spec"]["template"]["spec"]
+    assert [n["name"] for n in template["networks"]] == ["default", "lan"]
+    assert template["networks"][1]["multus"] == {"networkName": "demo/lan"}
+    assert "network.ostack.dev/private" in vm["spec"]["template"]["metadata"]["labels"]
+
+
+def test_shelved_halts_and_metadata_is_one_annotation() -> None:
+    vm = builders.virtual_machine(
+        BODY, "demo", spec(shelved=True, metadata={"a b": "c"}), builders.Plan(SMALL, IMAGE_BOOT)
+    )
+    assert vm["spec"]["runStrategy"] == "Halted"
+    assert vm["metadata"]["annotations"] == {"ostack.dev/metadata": '{"a b": "c"}'}
+
+
+def vmi(phase="Running", paused=False) -> dict:
+    conditions = [{"type": "Paused", "status": "True"}] if paused else []
+    return {
+        "metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+        "status": {
+            "phase": phase,
+            "nodeName": "node-1",
+            "conditions": conditions,
+            "interfaces": [
+                {"name": "default", "ipAddress": "10.244.0.5", "mac": "02:00:00:00:00:01"}
+            ],
+        },
+    }
+
+
+VM = {"status": {"printableStatus": "Running"}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "vm", "instance", "rebooting", "phase", "ready"),
+    [
+        ({}, None, None, False, "BUILD", False),
+        ({}, VM, None, False, "BUILD", False),
+        ({}, VM, vmi(), False, "ACTIVE", True),
+        ({}, VM, None, True, "REBOOT", False),
+        ({"powerState": "Stopped"}, VM, None, False, "SHUTOFF", True),
+        ({"powerState": "Stopped"}, VM, vmi(), False, "SHUTOFF", False),
+        ({"shelved": True}, VM, None, False, "SHELVED_OFFLOADED", True),
+        ({"powerState": "Paused"}, VM, vmi(paused=True), False, "PAUSED", True),
+        (
+            {},
+            {"status": {"printableStatus": "ErrorUnschedulable"}},
+            vmi("Scheduling"),
+            False,
+            "ERROR",
+            False,
+        ),
+    ],
+)
+def test_nova_phase_from_kubevirt(fields, vm, instance, rebooting, phase, ready) -> None:
+    observed = lifecycle.observe(spec(**fields), vm, instance, rebooting)
+    assert observed.phase == phase
+    assert observed.ready[0] is ready
+
+
+def test_error_carries_the_scheduler_message() -> None:
+    scheduling = vmi("Scheduling")
+    scheduling["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "False", "message": "0/3 nodes are available"}
+    ]
+    observed = lifecycle.observe(
+        spec(), {"status": {"printableStatus": "ErrorUnschedulable"}}, scheduling, False
+    )
+    assert observed.ready[1] == Reason.TRANSIENT_ERROR
+    assert "0/3 nodes are available" in observed.ready[2]
+
+
+def test_addresses_name_the_pod_network() -> None:
+    assert lifecycle.addresses(vmi()) == [
+        {"network": "pod", "interface": "default", "ip": "10.244.0.5", "mac": "02:00:00:00:00:01"}
+    ]
