@@ -231,8 +231,6 @@ class InstanceStatus(Status):
     """The size it runs with."""
     last_reboot_at: Timestamp | None = None
     """The `rebootRequestedAt` last acted on."""
-    last_rebuild_at: Timestamp | None = None
-    """The `rebuildRequestedAt` last acted on."""
 
 
 INSTANCE = Kind(

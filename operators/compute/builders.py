@@ -25,6 +25,9 @@ SECURITY_GROUP_LABEL = "securitygroup.ostack.dev/"
 NETWORK_LABEL = "network.ostack.dev/"
 SERVER_GROUP_LABEL = "servergroup.ostack.dev/name"
 METADATA_ANNOTATION = "ostack.dev/metadata"
+SIZE_ANNOTATION = "ostack.dev/size"
+"""On the VM template, so every VMI says which size it was started with: a VMI whose size
+is not the Instance's is the old one of a resize."""
 USERDATA_KEY = "userdata"
 RUN_STRATEGY = {"Running": "Always", "Paused": "Always", "Stopped": "Halted"}
 
@@ -37,6 +40,11 @@ class Size:
     memory: Decimal
     disk: Decimal | None = None
     flavor: str | None = None
+
+
+def size_id(size: Size) -> str:
+    """A short name for a size: the flavor, or `<vCPUs>x<memory>` for inline resources."""
+    return size.flavor or f"{size.cpu}x{bytes_quantity(size.memory)}"
 
 
 @dataclass(frozen=True)
@@ -228,7 +236,8 @@ def virtual_machine(
                 "labels": {
                     **children.child_labels(instance, project),
                     **_template_labels(instance, spec, plan),
-                }
+                },
+                "annotations": {SIZE_ANNOTATION: size_id(plan.size)},
             },
             "spec": template_spec,
         },

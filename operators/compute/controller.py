@@ -190,7 +190,10 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
     current_vm = kube.read(*_vm_ref(instance))
     vmi = kube.read("kubevirt.io/v1", "VirtualMachineInstance", name, namespace)
     rebooting = _still_rebooting(instance, spec, vmi, rebooted)
-    observed = lifecycle.observe(spec, current_vm, vmi, rebooting)
+    resizing = _resize_if_needed(instance, size, vmi)
+    if resizing:
+        vmi = None if vmi is not None and _started_with(vmi) != builders.size_id(size) else vmi
+    observed = lifecycle.observe(spec, current_vm, vmi, rebooting, resizing)
     unpausable = _pause_or_unpause(spec, vmi)
     if unpausable:
         observed = lifecycle.Observed(
@@ -224,6 +227,28 @@ def _reboot_if_asked(instance: dict[str, Any], spec: InstanceSpec) -> str | None
     kube.delete("kubevirt.io/v1", "VirtualMachineInstance", meta["name"], meta["namespace"])
     kopf.event(instance, type="Normal", reason="Rebooting", message="the guest is restarted")
     return asked.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _started_with(vmi: dict[str, Any]) -> str | None:
+    return (vmi["metadata"].get("annotations") or {}).get(builders.SIZE_ANNOTATION)
+
+
+def _resize_if_needed(
+    instance: dict[str, Any], size: builders.Size, vmi: dict[str, Any] | None
+) -> bool:
+    """A flavor change reaches a running guest through a restart, as Nova's resize does:
+    the VMI started with the old size goes, and the new one starts with the new size.
+    Returns whether a resize is under way."""
+    wanted = builders.size_id(size)
+    if vmi is None:
+        return (instance.get("status") or {}).get("phase") == "RESIZE"
+    started = _started_with(vmi)
+    if started is None or started == wanted:
+        return False
+    meta = vmi["metadata"]
+    kube.delete("kubevirt.io/v1", "VirtualMachineInstance", meta["name"], meta["namespace"])
+    kopf.event(instance, type="Normal", reason="Resizing", message=f"{started} -> {wanted}")
+    return True
 
 
 def _pause_or_unpause(spec: InstanceSpec, vmi: dict[str, Any] | None) -> str | None:

@@ -65,6 +65,7 @@ def observe(
     vm: dict[str, Any] | None,
     vmi: dict[str, Any] | None,
     rebooting: bool,
+    resizing: bool = False,
 ) -> Observed:
     """Nova's status for what KubeVirt reports."""
     if vm is None:
@@ -80,7 +81,7 @@ def observe(
             return Observed(phase, (True, Reason.SUCCEEDED, "stopped as asked"), "Shutdown")
         return Observed(phase, (False, Reason.PROGRESSING, "stopping"), "Running")
     if not running:
-        phase = "REBOOT" if rebooting else "BUILD"
+        phase = "RESIZE" if resizing else "REBOOT" if rebooting else "BUILD"
         return Observed(phase, (False, Reason.PROGRESSING, "starting the VirtualMachine"))
     assert vmi is not None
     found = {

@@ -343,3 +343,27 @@ def test_the_virtual_machine_passes_kubevirts_schema_strictly(
         body=vm,
         content_type="application/json",
     )
+
+
+def test_changing_the_flavor_resizes_through_a_restart(api: client.ApiClient, project) -> None:
+    ns = project()
+    an_image(api, ns)
+    make(api, INSTANCE, ns, "grow", server())
+    eventually(lambda: in_phase(api, ns, "grow", "ACTIVE"), "ACTIVE")
+    first = _vmi(api, ns, "grow")["metadata"]["uid"]
+    patch(api, INSTANCE, ns, "grow", {"flavor": "m1.medium"})
+
+    def resized() -> Obj | None:
+        vmi = _vmi(api, ns, "grow")
+        obj = in_phase(api, ns, "grow", "ACTIVE")
+        fresh = vmi and vmi["metadata"]["uid"] != first
+        return obj if fresh and obj and obj["status"]["flavor"]["name"] == "m1.medium" else None
+
+    obj = eventually(resized, "the Instance to run with the new flavor")
+    assert obj["status"]["flavor"] == {"name": "m1.medium", "cpu": 2, "memory": "4Gi"}
+    vmi = _vmi(api, ns, "grow")
+    assert vmi["metadata"]["annotations"]["ostack.dev/size"] == "m1.medium"
+    events = client.CoreV1Api(api).list_namespaced_event(
+        ns, field_selector="involvedObject.name=grow"
+    )
+    assert any(e.reason == "Resizing" for e in events.items)

@@ -179,3 +179,15 @@ def test_addresses_name_the_pod_network() -> None:
     assert lifecycle.addresses(vmi()) == [
         {"network": "pod", "interface": "default", "ip": "10.244.0.5", "mac": "02:00:00:00:00:01"}
     ]
+
+
+def test_a_resize_shows_until_the_new_guest_runs() -> None:
+    assert lifecycle.observe(spec(), VM, None, False, resizing=True).phase == "RESIZE"
+    assert lifecycle.observe(spec(), VM, vmi(), False, resizing=False).phase == "ACTIVE"
+
+
+def test_the_template_says_which_size_a_guest_starts_with() -> None:
+    vm = builders.virtual_machine(BODY, "demo", spec(), builders.Plan(SMALL, IMAGE_BOOT))
+    assert vm["spec"]["template"]["metadata"]["annotations"] == {"ostack.dev/size": "m1.small"}
+    inline = builders.Size(2, Decimal(3 * GI))
+    assert builders.size_id(inline) == "2x3Gi"
