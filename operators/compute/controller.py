@@ -77,7 +77,9 @@ def _size(spec: InstanceSpec, indexes: dict[str, Any]) -> builders.Size:
     return size
 
 
-def _boot(spec: InstanceSpec, namespace: str, project: str, size, indexes) -> builders.Boot:
+def _boot(
+    spec: InstanceSpec, namespace: str, name: str, project: str, size, indexes
+) -> builders.Boot:
     if spec.boot_volume is not None:
         volume = kube.read(VOLUME.api_version, VOLUME.kind, spec.boot_volume.name, namespace)
         if volume is None:
@@ -91,6 +93,9 @@ def _boot(spec: InstanceSpec, namespace: str, project: str, size, indexes) -> bu
     image_ns = tenancy.first(indexes["namespace_by_project"], image_project) or image_project
     image = kube.read(IMAGE.api_version, IMAGE.kind, spec.image.name, image_ns)
     if image is None:
+        booted = _booted_from(namespace, name, spec)
+        if booted is not None:
+            return booted  # the root disk is the Instance's own copy: the image may go
         raise Refused(f"Image {spec.image.name} does not exist in Project {image_project}")
     image_spec = IMAGE.parse_spec(image)
     refusal = image_lifecycle.refusal(image_spec, spec.image.name, image_project, project)
@@ -116,6 +121,26 @@ def _boot(spec: InstanceSpec, namespace: str, project: str, size, indexes) -> bu
         image_name=image_object(image),
         preference=status.get("preference") if same_namespace else None,
         min_disk=min_disk,
+    )
+
+
+def _booted_from(namespace: str, name: str, spec: InstanceSpec) -> builders.Boot | None:
+    """How an Instance whose root disk was already cloned from its (now gone) Image boots:
+    as before, from the VM's own template, so nothing about the VM changes."""
+    vm = kube.read("kubevirt.io/v1", "VirtualMachine", name, namespace)
+    templates = ((vm or {}).get("spec") or {}).get("dataVolumeTemplates") or []
+    if not templates or spec.image is None:
+        return None
+    template = templates[0]["spec"]
+    source = template.get("sourceRef") or {}
+    if source.get("name") != f"image-{spec.image.name}":
+        return None
+    requested = template["storage"]["resources"]["requests"]["storage"]
+    return builders.Boot(
+        image_namespace=source.get("namespace"),
+        image_name=source["name"],
+        preference=((vm["spec"].get("preference") or {}).get("name")),
+        min_disk=quantity_value(requested),
     )
 
 
@@ -171,7 +196,7 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
         spec = INSTANCE.parse_spec(instance)
         project = tenancy.project_of(namespace, indexes) or namespace
         size = _size(spec, indexes)
-        boot = _boot(spec, namespace, project, size, indexes)
+        boot = _boot(spec, namespace, name, project, size, indexes)
         plan = builders.Plan(size, boot, _nics(spec, project, namespace, indexes))
         secret = _secret(instance, project, spec, namespace)
     except (Refused, ValueError) as problem:

@@ -150,6 +150,9 @@ def test_an_instance_boots_from_an_image_to_active(api: client.ApiClient, projec
     }
     assert template["spec"]["storage"]["resources"]["requests"]["storage"] == "20Gi"  # m1.small
     assert "packages" not in str(vm), "user data must not appear in the VirtualMachine"
+    root = get(api, "cdi.kubevirt.io", "v1beta1", "datavolumes", ns, "web-root")
+    assert root["metadata"]["ownerReferences"][0]["kind"] == "VirtualMachine"
+    assert root["status"]["phase"] == "Succeeded"
     secret = client.CoreV1Api(api).read_namespaced_secret("web-cloudinit", ns)
     assert secret.metadata.owner_references[0].kind == "Instance"
     user_data = base64.b64decode(secret.data["userdata"]).decode()
@@ -367,3 +370,20 @@ def test_changing_the_flavor_resizes_through_a_restart(api: client.ApiClient, pr
         ns, field_selector="involvedObject.name=grow"
     )
     assert any(e.reason == "Resizing" for e in events.items)
+
+
+def test_an_image_goes_once_its_instances_have_their_own_copy(
+    api: client.ApiClient, project
+) -> None:
+    ns = project()
+    an_image(api, ns)
+    make(api, INSTANCE, ns, "web", server())
+    eventually(lambda: in_phase(api, ns, "web", "ACTIVE"), "ACTIVE on a cloned root disk")
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(
+        IMAGE.group, VERSION, ns, IMAGE.plural, "cirros"
+    )
+    eventually(
+        lambda: get(api, IMAGE.group, VERSION, IMAGE.plural, ns, "cirros") is None,
+        "the image to go: the Instance's root disk is its own copy",
+    )
+    assert in_phase(api, ns, "web", "ACTIVE"), "the Instance keeps running"

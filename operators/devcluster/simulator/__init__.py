@@ -6,7 +6,9 @@ delay queue, workers reconcile a key by reading the object afresh and taking at 
 and an object already in its target state costs no write (status is compared before it is
 patched, through the status subresource, as field manager `ostack-simulator`). What it does:
 
-* VirtualMachine: runs a VirtualMachineInstance while `spec.runStrategy` is Always,
+* VirtualMachine: creates the DataVolumes of its `dataVolumeTemplates` (owned by the VM;
+  printableStatus Provisioning until they succeed, DataVolumeError if one fails), then
+  runs a VirtualMachineInstance while `spec.runStrategy` is Always,
   RerunOnFailure or Once (or the legacy `spec.running: true`), deletes it for Halted, leaves
   it as it is for Manual. A VMI deleted under a VM that should run is recreated (a restart).
   The VMI is reported Running on node `sim-node-0` with one address per interface (pod

@@ -28,6 +28,7 @@ from operators.devcluster.simulator.common import (
 )
 from operators.devcluster.simulator.engine import Context, Source, log_transition
 from operators.devcluster.simulator.kube import (
+    DATA_VOLUME,
     NAMESPACE,
     VM,
     VMI,
@@ -111,6 +112,7 @@ class VirtualMachines:
         return [
             Source(VM, lambda vm: [Key(self.kind, meta(vm)["namespace"], meta(vm)["name"])]),
             Source(VMI, self._vmi_keys),
+            Source(DATA_VOLUME, self._owner_keys),
         ]
 
     def reconcile(self, key: Key) -> float | None:
@@ -125,6 +127,10 @@ class VirtualMachines:
             return None
         want = wants_running(vm.get("spec") or {})
         if vmi is None and want:
+            provisioning = self._provision(key, vm)
+            if provisioning:
+                self._update_vm(key, vm, None, want, provisioning)
+                return None  # the DataVolumes' events bring us back
             return self._start(key, vm)
         self.ctx.timers.clear(key, "start")
         if vmi is not None and not meta(vmi).get("deletionTimestamp"):
@@ -149,6 +155,42 @@ class VirtualMachines:
         log.info("%s: created its VMI", key)
         return None
 
+    def _provision(self, key: Key, vm: Obj) -> str | None:
+        """Create the VM's DataVolumes from its dataVolumeTemplates, as virt-controller
+        does; return the VM's printableStatus while they are not ready to boot from."""
+        for template in (vm.get("spec") or {}).get("dataVolumeTemplates") or []:
+            template_meta = template.get("metadata") or {}
+            name = template_meta["name"]
+            dv = self.ctx.kube.get(DATA_VOLUME, name, key.namespace)
+            if dv is None:
+                body = {
+                    "apiVersion": DATA_VOLUME.api_version,
+                    "kind": DATA_VOLUME.kind,
+                    "metadata": {
+                        **{
+                            k: v for k, v in template_meta.items() if k in ("labels", "annotations")
+                        },
+                        "name": name,
+                        "ownerReferences": [owner_ref(vm, VM)],
+                    },
+                    "spec": copy.deepcopy(template.get("spec") or {}),
+                }
+                self.ctx.kube.create(DATA_VOLUME, body, key.namespace)
+                log.info("%s: created DataVolume %s from its template", key, name)
+                return "Provisioning"
+            phase = (dv.get("status") or {}).get("phase")
+            if phase == "Failed":
+                return "DataVolumeError"
+            if phase != "Succeeded":
+                return "Provisioning"
+        return None
+
+    def _owner_keys(self, obj: Obj) -> list[Key]:
+        owner = controller_of(obj)
+        if owner and owner.get("kind") == "VirtualMachine":
+            return [Key(self.kind, meta(obj)["namespace"], owner["name"])]
+        return []
+
     def _update_vmi(self, key: Key, vm: Obj, vmi: Obj) -> bool:
         namespace = self.ctx.kube.get(NAMESPACE, key.namespace)
         status = vmi.get("status") or {}
@@ -166,9 +208,18 @@ class VirtualMachines:
         log_transition(log, f"{key} VMI phase", status.get("phase"), _describe(desired))
         return True
 
-    def _update_vm(self, key: Key, vm: Obj, vmi: Obj | None, want: bool | None) -> None:
+    def _update_vm(
+        self,
+        key: Key,
+        vm: Obj,
+        vmi: Obj | None,
+        want: bool | None,
+        printable: str | None = None,
+    ) -> None:
         current = vm.get("status") or {}
         desired = _vm_status(vm, vmi, want)
+        if printable is not None:
+            desired["printableStatus"] = printable
         patch = status_patch(current, desired)
         if patch:
             self.ctx.kube.patch_status(VM, key.name, patch, key.namespace)
