@@ -231,6 +231,8 @@ class InstanceStatus(Status):
     """The size it runs with."""
     last_reboot_at: Timestamp | None = None
     """The `rebootRequestedAt` last acted on."""
+    last_rebuild_at: Timestamp | None = None
+    """The `rebuildRequestedAt` last acted on (its old root disk is gone)."""
 
 
 INSTANCE = Kind(

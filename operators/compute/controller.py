@@ -209,16 +209,21 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
         _report(instance, lifecycle.Observed("BUILD", (False, Reason.PROGRESSING, str(wait))))
         return
     kube.apply(secret, MANAGER)
+    vmi = kube.read("kubevirt.io/v1", "VirtualMachineInstance", name, namespace)
+    rebuilding, rebuilt = _rebuild_step(instance, spec, vmi)
     vm = builders.virtual_machine(instance, project, spec, plan)
+    if rebuilding:
+        vm["spec"]["runStrategy"] = "Halted"  # the old disk can only go once nothing uses it
     kube.apply(vm, MANAGER)
     rebooted = _reboot_if_asked(instance, spec)
     current_vm = kube.read(*_vm_ref(instance))
     vmi = kube.read("kubevirt.io/v1", "VirtualMachineInstance", name, namespace)
-    rebooting = _still_rebooting(instance, spec, vmi, rebooted)
+    rebooting = _restarting(vmi, rebooted or _status(instance).get("lastRebootAt"))
+    rebuilding = rebuilding or _restarting(vmi, rebuilt or _status(instance).get("lastRebuildAt"))
     resizing = _resize_if_needed(instance, size, vmi)
     if resizing:
         vmi = None if vmi is not None and _started_with(vmi) != builders.size_id(size) else vmi
-    observed = lifecycle.observe(spec, current_vm, vmi, rebooting, resizing)
+    observed = lifecycle.observe(spec, current_vm, vmi, rebooting, resizing, rebuilding)
     unpausable = _pause_or_unpause(spec, vmi)
     if unpausable:
         observed = lifecycle.Observed(
@@ -229,7 +234,7 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
             observed.launched_at,
             observed.addresses,
         )
-    _report(instance, observed, size, rebooted)
+    _report(instance, observed, size, {"lastRebootAt": rebooted, "lastRebuildAt": rebuilt})
     log.info("reconciled Instance %s/%s: %s", namespace, name, observed.phase)
 
 
@@ -245,7 +250,7 @@ def _reboot_if_asked(instance: dict[str, Any], spec: InstanceSpec) -> str | None
     if spec.reboot_requested_at is None or spec.power_state == "Stopped" or spec.shelved:
         return None
     asked = spec.reboot_requested_at
-    last = (instance.get("status") or {}).get("lastRebootAt")
+    last = _status(instance).get("lastRebootAt")
     if last and datetime.fromisoformat(last.replace("Z", "+00:00")) >= asked:
         return None
     meta = instance["metadata"]
@@ -303,20 +308,44 @@ def _pause_or_unpause(spec: InstanceSpec, vmi: dict[str, Any] | None) -> str | N
     return None
 
 
-def _still_rebooting(instance, spec: InstanceSpec, vmi, rebooted: str | None) -> bool:
-    last = rebooted or (instance.get("status") or {}).get("lastRebootAt")
-    if not last or spec.reboot_requested_at is None:
+def _status(instance: dict[str, Any]) -> dict[str, Any]:
+    return instance.get("status") or {}
+
+
+def _restarting(vmi: dict[str, Any] | None, since: str | None) -> bool:
+    """Whether a restart asked for at `since` (reboot, rebuild) has yet to bring a guest up:
+    no VMI, or only one older than the request."""
+    if not since:
         return False
-    if vmi is None:
-        return True
-    return vmi["metadata"].get("creationTimestamp", "") < last
+    return vmi is None or vmi["metadata"].get("creationTimestamp", "") < since
+
+
+def _rebuild_step(
+    instance: dict[str, Any], spec: InstanceSpec, vmi: dict[str, Any] | None
+) -> tuple[bool, str | None]:
+    """One step of a rebuild (a `rebuildRequestedAt` newer than the last one acted on):
+    halt the guest, delete its root disk, then let the VM run again, which clones the
+    image anew into a disk of the same name. Returns (still halting, request acted on)."""
+    asked = spec.rebuild_requested_at
+    if asked is None or spec.image is None:
+        return False, None
+    last = _status(instance).get("lastRebuildAt")
+    if last and datetime.fromisoformat(last.replace("Z", "+00:00")) >= asked:
+        return False, None
+    if vmi is not None:
+        return True, None  # halting first; the VMI's going brings us back
+    meta = instance["metadata"]
+    root = builders.root_disk_name(instance)
+    if kube.delete("cdi.kubevirt.io/v1beta1", "DataVolume", root, meta["namespace"]):
+        kopf.event(instance, type="Normal", reason="Rebuilding", message=f"new root disk {root}")
+    return False, asked.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _report(
     instance: dict[str, Any],
     observed: lifecycle.Observed,
     size: builders.Size | None = None,
-    rebooted: str | None = None,
+    acted_on: dict[str, str | None] | None = None,
 ) -> None:
     current = instance.get("status") or {}
     generation = instance["metadata"].get("generation")
@@ -339,8 +368,7 @@ def _report(
             "cpu": size.cpu,
             "memory": _show(size.memory),
         }
-    if rebooted:
-        status["lastRebootAt"] = rebooted
+    status |= {key: value for key, value in (acted_on or {}).items() if value}
     if is_subset(status, current):
         return
     meta = instance["metadata"]

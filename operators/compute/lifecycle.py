@@ -66,6 +66,7 @@ def observe(
     vmi: dict[str, Any] | None,
     rebooting: bool,
     resizing: bool = False,
+    rebuilding: bool = False,
 ) -> Observed:
     """Nova's status for what KubeVirt reports."""
     if vm is None:
@@ -75,6 +76,8 @@ def observe(
         # KubeVirt keeps trying (scheduling, pulling), so this is not final.
         return Observed("ERROR", (False, Reason.TRANSIENT_ERROR, error), "NoState")
     running = vmi is not None and (vmi.get("status") or {}).get("phase") == "Running"
+    if rebuilding:
+        return Observed("REBUILD", (False, Reason.PROGRESSING, "re-creating the root disk"))
     if spec.shelved or spec.power_state == "Stopped":
         phase = "SHELVED_OFFLOADED" if spec.shelved else "SHUTOFF"
         if vmi is None:

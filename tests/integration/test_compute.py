@@ -387,3 +387,34 @@ def test_an_image_goes_once_its_instances_have_their_own_copy(
         "the image to go: the Instance's root disk is its own copy",
     )
     assert in_phase(api, ns, "web", "ACTIVE"), "the Instance keeps running"
+
+
+def test_rebuild_recreates_the_root_disk_and_keeps_the_instance(
+    api: client.ApiClient, project
+) -> None:
+    ns = project()
+    an_image(api, ns)
+    an_image(api, ns, "fedora")
+    make(api, INSTANCE, ns, "rb", server())
+    eventually(lambda: in_phase(api, ns, "rb", "ACTIVE"), "ACTIVE")
+    old_disk = get(api, "cdi.kubevirt.io", "v1beta1", "datavolumes", ns, "rb-root")["metadata"][
+        "uid"
+    ]
+    time.sleep(1)  # rebuildRequestedAt has a one-second resolution; the old disk must be older
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    patch(api, INSTANCE, ns, "rb", {"image": {"name": "fedora"}, "rebuildRequestedAt": now})
+
+    def rebuilt() -> Obj | None:
+        disk = get(api, "cdi.kubevirt.io", "v1beta1", "datavolumes", ns, "rb-root")
+        obj = in_phase(api, ns, "rb", "ACTIVE")
+        return obj if disk and disk["metadata"]["uid"] != old_disk and obj else None
+
+    obj = eventually(rebuilt, "a new root disk and the Instance ACTIVE again")
+    assert obj["status"]["lastRebuildAt"] == now
+    disk = get(api, "cdi.kubevirt.io", "v1beta1", "datavolumes", ns, "rb-root")
+    assert disk["spec"]["sourceRef"]["name"] == "image-fedora"
+    assert obj["metadata"]["name"] == "rb" and obj["status"]["vmName"] == "rb"
+    events = client.CoreV1Api(api).list_namespaced_event(
+        ns, field_selector="involvedObject.name=rb"
+    )
+    assert any(e.reason == "Rebuilding" for e in events.items)

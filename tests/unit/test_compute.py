@@ -191,3 +191,8 @@ def test_the_template_says_which_size_a_guest_starts_with() -> None:
     assert vm["spec"]["template"]["metadata"]["annotations"] == {"ostack.dev/size": "m1.small"}
     inline = builders.Size(2, Decimal(3 * GI))
     assert builders.size_id(inline) == "2x3Gi"
+
+
+def test_a_rebuild_shows_until_the_new_disk_boots() -> None:
+    assert lifecycle.observe(spec(), VM, vmi(), False, rebuilding=True).phase == "REBUILD"
+    assert lifecycle.observe(spec(), VM, None, False, rebuilding=True).phase == "REBUILD"
