@@ -57,6 +57,9 @@ class Boot:
     """The image's VirtualMachinePreference, when it is in the Instance's namespace."""
     min_disk: Decimal | None = None
     volume_pvc: str | None = None
+    preference_spec: dict[str, Any] | None = None
+    """For another Project's image: its preference's spec, copied into this namespace (a VM
+    can only name a preference of its own namespace)."""
 
 
 @dataclass(frozen=True)
@@ -272,3 +275,17 @@ def virtual_machine(
             }
         ]
     return {"apiVersion": KUBEVIRT, "kind": "VirtualMachine", "metadata": meta, "spec": vm_spec}
+
+
+def preference_copy(instance: dict[str, Any], project: str, boot: Boot) -> dict[str, Any] | None:
+    """This Instance's copy of another Project's image preference, owned by the Instance."""
+    if boot.preference is None or boot.preference_spec is None:
+        return None
+    return {
+        "apiVersion": "instancetype.kubevirt.io/v1beta1",
+        "kind": "VirtualMachinePreference",
+        "metadata": children.child_metadata(
+            instance, project, boot.preference, instance["metadata"]["namespace"]
+        ),
+        "spec": boot.preference_spec,
+    }

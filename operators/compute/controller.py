@@ -115,12 +115,19 @@ def _boot(
     status = image.get("status") or {}
     if status.get("phase") != "active":
         raise Waiting(f"waiting for Image {spec.image.name} to be active")
-    same_namespace = image_ns == namespace
+    preference, preference_spec = status.get("preference"), None
+    if preference and image_ns != namespace:
+        source = kube.read(
+            "instancetype.kubevirt.io/v1beta1", "VirtualMachinePreference", preference, image_ns
+        )
+        preference_spec = (source or {}).get("spec")
+        preference = f"{name}-image-preference" if preference_spec else None
     return builders.Boot(
         image_namespace=image_ns,
         image_name=image_object(image),
-        preference=status.get("preference") if same_namespace else None,
+        preference=preference,
         min_disk=min_disk,
+        preference_spec=preference_spec,
     )
 
 
@@ -209,6 +216,9 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
         _report(instance, lifecycle.Observed("BUILD", (False, Reason.PROGRESSING, str(wait))))
         return
     kube.apply(secret, MANAGER)
+    copied = builders.preference_copy(instance, project, plan.boot)
+    if copied is not None:
+        kube.apply(copied, MANAGER)
     vmi = kube.read("kubevirt.io/v1", "VirtualMachineInstance", name, namespace)
     rebuilding, rebuilt = _rebuild_step(instance, spec, vmi)
     vm = builders.virtual_machine(instance, project, spec, plan)

@@ -247,7 +247,7 @@ def test_bad_references_are_refused_and_fixing_recovers(
 def test_images_of_other_projects_follow_their_visibility(api: client.ApiClient, project) -> None:
     owner, tenant = project(), project()
     an_image(api, owner, "private-img")
-    an_image(api, owner, "public-img", visibility="public")
+    an_image(api, owner, "public-img", visibility="public", properties={"hw_disk_bus": "sata"})
     make(api, INSTANCE, tenant, "a", server(image={"name": "private-img", "project": owner}))
     obj = eventually(lambda: in_phase(api, tenant, "a", "ERROR"), "the private image refused")
     assert f"is private and not shared with Project {tenant}" in ready(obj)["message"]
@@ -255,6 +255,21 @@ def test_images_of_other_projects_follow_their_visibility(api: client.ApiClient,
     eventually(lambda: in_phase(api, tenant, "b", "ACTIVE"), "the public image to boot")
     vm = get(api, "kubevirt.io", "v1", "virtualmachines", tenant, "b")
     assert vm["spec"]["dataVolumeTemplates"][0]["spec"]["sourceRef"]["namespace"] == owner
+    # The image's preference, copied into the tenant's namespace (a VM can name no other).
+    assert vm["spec"]["preference"] == {
+        "kind": "VirtualMachinePreference",
+        "name": "b-image-preference",
+    }
+    copy = get(
+        api,
+        "instancetype.kubevirt.io",
+        "v1beta1",
+        "virtualmachinepreferences",
+        tenant,
+        "b-image-preference",
+    )
+    assert copy["spec"]["devices"] == {"preferredDiskBus": "sata"}
+    assert copy["metadata"]["ownerReferences"][0]["kind"] == "Instance"
 
 
 def test_pausing_needs_kubevirts_api_and_says_so(api: client.ApiClient, project) -> None:
