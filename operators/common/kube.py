@@ -122,7 +122,8 @@ def _where(meta: dict[str, Any]) -> str:
 
 def put(path: str) -> None:
     """A bodiless PUT to an API path (KubeVirt's pause/unpause subresources)."""
-    _dynamic().request("PUT", path, body={}, content_type="application/json")
+    # KubeVirt answers with no object, which the dynamic client cannot deserialise.
+    _dynamic().request("PUT", path, body={}, content_type="application/json", serialize=False)
 
 
 def namespace_ending(error: ApiException) -> bool:

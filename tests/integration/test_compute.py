@@ -272,18 +272,18 @@ def test_images_of_other_projects_follow_their_visibility(api: client.ApiClient,
     assert copy["metadata"]["ownerReferences"][0]["kind"] == "Instance"
 
 
-def test_pausing_needs_kubevirts_api_and_says_so(api: client.ApiClient, project) -> None:
+def test_pause_and_unpause_go_through_kubevirts_api(api: client.ApiClient, project) -> None:
     ns = project()
     an_image(api, ns)
-    make(api, INSTANCE, ns, "p", server(powerState="Paused"))
-
-    def explained() -> Obj | None:
-        obj = instance(api, ns, "p")
-        conditions = obj.get("status", {}).get("conditions", [])
-        return next((c for c in conditions if c["reason"] == "UnrecoverableError"), None)
-
-    condition = eventually(explained, "the Instance to say why it cannot pause")
-    assert "subresources.kubevirt.io" in condition["message"]
+    make(api, INSTANCE, ns, "p", server())
+    eventually(lambda: in_phase(api, ns, "p", "ACTIVE"), "ACTIVE")
+    patch(api, INSTANCE, ns, "p", {"powerState": "Paused"})
+    obj = eventually(lambda: in_phase(api, ns, "p", "PAUSED"), "PAUSED")
+    assert obj["status"]["powerState"] == "Paused"
+    assert ready(obj)["status"] == "True"
+    patch(api, INSTANCE, ns, "p", {"powerState": "Running"})
+    obj = eventually(lambda: in_phase(api, ns, "p", "ACTIVE"), "ACTIVE after unpausing")
+    assert obj["status"]["powerState"] == "Running"
 
 
 def test_a_converged_instance_is_left_alone(api: client.ApiClient, project) -> None:

@@ -24,10 +24,11 @@ patched, through the status subresource, as field manager `ostack-simulator`). W
 
 Annotations, the simulator's stand-ins for what needs a real runtime:
 
-* `sim.ostack.dev/paused: "true"` on a VM: KubeVirt pauses through its
-  `subresources.kubevirt.io` API (`virtctl pause`), which is not served here. With the
-  annotation the VMI gets `Paused=True` (and Ready=False, as the launcher pod's readiness
-  gate does) and the VM `printableStatus: Paused`; removing it unpauses.
+* `sim.ostack.dev/paused: "true"` on a VM: the VMI gets `Paused=True` (and Ready=False,
+  as the launcher pod's readiness gate does) and the VM `printableStatus: Paused`;
+  removing it unpauses. KubeVirt's own pause API (`PUT .../virtualmachineinstances/<name>/
+  pause` in `subresources.kubevirt.io`, what `virtctl pause` calls) is served by the
+  simulator too (`subresources.py`) and sets this annotation.
 * `sim.ostack.dev/fail-schedule: "<message>"` on a VM or its namespace: a VMI not yet running
   stays in phase Scheduling with `PodScheduled=False` (reason Unschedulable, the message or a
   default one); the VM shows `ErrorUnschedulable`. Removing it lets the VMI run.
@@ -67,6 +68,7 @@ from operators.devcluster.simulator.storage import (
     Volumes,
     ensure_classes,
 )
+from operators.devcluster.simulator.subresources import SubresourceServer
 from operators.devcluster.simulator.virt import VirtualMachines
 
 __all__ = [
@@ -115,6 +117,7 @@ class Simulator:
         self._engine.register(SnapshotContents(ctx))
         self._engine.register(Classes(ctx))
         self._engine.watch(namespace_source(self._engine.kube, vms.kind, data_volumes.kind))
+        self._subresources = SubresourceServer(self._engine.kube)
 
     def start(self) -> None:
         # The classes before anything else, so that claims created once start() returned get
@@ -122,8 +125,10 @@ class Simulator:
         if not ensure_classes(self._engine.kube):
             self._engine.enqueue([Classes.key])
         self._engine.start()
+        self._subresources.start()
 
     def stop(self) -> None:
+        self._subresources.stop()
         self._engine.stop()
 
     def __enter__(self) -> Simulator:
