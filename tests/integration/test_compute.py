@@ -433,3 +433,42 @@ def test_rebuild_recreates_the_root_disk_and_keeps_the_instance(
         ns, field_selector="involvedObject.name=rb"
     )
     assert any(e.reason == "Rebuilding" for e in events.items)
+
+
+def test_shelve_frees_compute_and_unshelve_brings_it_back(api: client.ApiClient, project) -> None:
+    ns = project()
+    an_image(api, ns)
+    make(api, INSTANCE, ns, "sh", server())
+    eventually(lambda: in_phase(api, ns, "sh", "ACTIVE"), "ACTIVE")
+    patch(api, INSTANCE, ns, "sh", {"shelved": True})
+    eventually(
+        lambda: in_phase(api, ns, "sh", "SHELVED_OFFLOADED") and not _vmi(api, ns, "sh"),
+        "SHELVED_OFFLOADED with no guest running",
+    )
+    assert get(api, "cdi.kubevirt.io", "v1beta1", "datavolumes", ns, "sh-root"), "disks stay"
+    patch(api, INSTANCE, ns, "sh", {"shelved": False})
+    eventually(lambda: in_phase(api, ns, "sh", "ACTIVE"), "ACTIVE after unshelving")
+
+
+def test_boot_from_a_volume_and_deletion_takes_the_vm(api: client.ApiClient, project) -> None:
+    from operators.blockstorage.api import VOLUME
+
+    ns = project()
+    make(api, VOLUME, ns, "boot", {"size": "5Gi", "bootable": True})
+    # Cinder's part, played by the test: the Volume reports its PVC.
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        VOLUME.group, VERSION, ns, VOLUME.plural, "boot", {"status": {"pvc": "volume-boot"}}
+    )
+    make(api, INSTANCE, ns, "bv", {"flavor": "m1.tiny", "bootVolume": {"name": "boot"}})
+    eventually(lambda: in_phase(api, ns, "bv", "ACTIVE"), "ACTIVE from the Volume")
+    vm = get(api, "kubevirt.io", "v1", "virtualmachines", ns, "bv")
+    root = vm["spec"]["template"]["spec"]["volumes"][0]
+    assert root == {"name": "root", "persistentVolumeClaim": {"claimName": "volume-boot"}}
+    assert "dataVolumeTemplates" not in vm["spec"]
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(
+        INSTANCE.group, VERSION, ns, INSTANCE.plural, "bv"
+    )
+    eventually(
+        lambda: get(api, "kubevirt.io", "v1", "virtualmachines", ns, "bv") is None,
+        "the VM to go with the Instance (garbage collection)",
+    )
