@@ -17,6 +17,7 @@ from operators.common.webhook import Check, Endpoint, self_signed, validating_co
 log = logging.getLogger(__name__)
 
 SERVICES = {
+    "blockstorage": "operators.blockstorage.controller",
     "compute": "operators.compute.controller",
     "identity": "operators.identity.controller",
     "image": "operators.image.controller",

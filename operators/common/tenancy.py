@@ -38,3 +38,9 @@ def project_of(namespace: str, indexes: dict[str, Any]) -> str | None:
 def namespaces_of(indexes: dict[str, Any]) -> dict[str, str]:
     """Every Project's namespace, by Project name."""
     return {name: next(iter(store)) for name, store in indexes["namespace_by_project"].items()}
+
+
+def all_of(index: Any, key: Any) -> list[Any]:
+    """Every value an index holds under `key`, sorted."""
+    store = index.get(key)
+    return sorted(store) if store is not None else []

@@ -72,12 +72,22 @@ class Nic:
 
 
 @dataclass(frozen=True)
+class Attached:
+    """A Volume attached to the Instance: hot-plugged while it runs."""
+
+    name: str
+    claim: str
+    shareable: bool = False
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything the VirtualMachine is built from, resolved by the controller."""
 
     size: Size
     boot: Boot
     nics: list[Nic] = field(default_factory=list)
+    attached: list[Attached] = field(default_factory=list)
 
 
 def root_disk_size(spec: InstanceSpec, size: Size, boot: Boot) -> Decimal:
@@ -214,6 +224,22 @@ def virtual_machine(
         root_volume = {"name": "root", "persistentVolumeClaim": {"claimName": plan.boot.volume_pvc}}
     else:
         root_volume = {"name": "root", "dataVolume": {"name": root_disk_name(instance)}}
+    volumes = [
+        root_volume,
+        {"name": "cloudinit", "cloudInitNoCloud": {"secretRef": {"name": secret_name(instance)}}},
+    ]
+    for volume in plan.attached:
+        # Hot-plugged disks are on the SCSI bus; a multiattach Volume is a shareable disk.
+        disk: dict[str, Any] = {"name": f"volume-{volume.name}", "disk": {"bus": "scsi"}}
+        if volume.shareable:
+            disk["shareable"] = True
+        disks.append(disk)
+        volumes.append(
+            {
+                "name": f"volume-{volume.name}",
+                "persistentVolumeClaim": {"claimName": volume.claim, "hotpluggable": True},
+            }
+        )
     domain: dict[str, Any] = {"devices": {"disks": disks, "interfaces": interfaces}}
     if spec.resources is not None:
         domain["cpu"] = {"sockets": spec.resources.cpu, "cores": 1, "threads": 1}
@@ -221,13 +247,7 @@ def virtual_machine(
     template_spec: dict[str, Any] = {
         "domain": domain,
         "networks": networks,
-        "volumes": [
-            root_volume,
-            {
-                "name": "cloudinit",
-                "cloudInitNoCloud": {"secretRef": {"name": secret_name(instance)}},
-            },
-        ],
+        "volumes": volumes,
     }
     affinity = _affinity(spec)
     if affinity:

@@ -57,6 +57,13 @@ def flavor_sizes(name: str, spec: kopf.Spec, annotations: kopf.Annotations, **_:
 
 
 @kopf.index(*INSTANCES)
+def instances_by_volume(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, **_: Any):
+    created = meta.get("creationTimestamp", "")
+    refs = [*(spec.get("volumes") or []), *([spec["bootVolume"]] if spec.get("bootVolume") else [])]
+    return {(namespace, ref["name"]): (created, name) for ref in refs}
+
+
+@kopf.index(*INSTANCES)
 def instances_by_image(namespace: str, name: str, spec: kopf.Spec, **_: Any):
     image = spec.get("image")
     if not image:
@@ -165,6 +172,31 @@ def _nics(spec: InstanceSpec, project: str, namespace: str, indexes) -> list[bui
     return nics
 
 
+def _attached(
+    spec: InstanceSpec, namespace: str, name: str, indexes: dict[str, Any]
+) -> list[builders.Attached]:
+    """The Volumes to hot-plug; one that is not ready yet is plugged once it is (its
+    change brings us back). A Volume that is not multiattach stays with the Instance that
+    named it first."""
+    attached = []
+    for ref in spec.volumes:
+        volume = kube.read(VOLUME.api_version, VOLUME.kind, ref.name, namespace)
+        if volume is None:
+            raise Refused(f"Volume {ref.name} does not exist")
+        users = tenancy.all_of(indexes["instances_by_volume"], (namespace, ref.name))
+        multiattach = bool(volume["spec"].get("multiattach"))
+        holder = users[0][1] if users else name
+        if not multiattach and holder != name:
+            raise Refused(
+                f"Volume {ref.name} is attached to Instance {holder} and is not multiattach;"
+                " detach it there first, or use a multiattach Volume"
+            )
+        claim = (volume.get("status") or {}).get("pvc")
+        if claim and (volume.get("status") or {}).get("phase") in ("available", "in-use"):
+            attached.append(builders.Attached(ref.name, claim, multiattach))
+    return attached
+
+
 def _user_data(spec: InstanceSpec, namespace: str) -> str | None:
     if spec.user_data_secret is None:
         return spec.user_data
@@ -204,7 +236,12 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
         project = tenancy.project_of(namespace, indexes) or namespace
         size = _size(spec, indexes)
         boot = _boot(spec, namespace, name, project, size, indexes)
-        plan = builders.Plan(size, boot, _nics(spec, project, namespace, indexes))
+        plan = builders.Plan(
+            size,
+            boot,
+            _nics(spec, project, namespace, indexes),
+            _attached(spec, namespace, name, indexes),
+        )
         secret = _secret(instance, project, spec, namespace)
     except (Refused, ValueError) as problem:
         _report(
@@ -426,6 +463,13 @@ def _reconcile_by_name(namespace: str, name: str, indexes: dict[str, Any]) -> No
 @kopf.on.event(*VMIS, labels=OWNED)
 def runtime_changed(namespace: str, labels: kopf.Labels, **indexes: Any) -> None:
     _reconcile_by_name(namespace, labels[children.OWNER_NAME], indexes)
+
+
+@kopf.on.event(VOLUME.group, VERSION, VOLUME.plural)
+def volume_changed(namespace: str, name: str, **indexes: Any) -> None:
+    """A Volume became available (or went): the Instances naming it plug or unplug it."""
+    for _, instance in tenancy.all_of(indexes["instances_by_volume"], (namespace, name)):
+        _reconcile_by_name(namespace, instance, indexes)
 
 
 @kopf.on.event(IMAGE.group, VERSION, IMAGE.plural)

@@ -30,7 +30,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOstackTestKey tester@laptop"
 
 @pytest.fixture(scope="module", autouse=True)
 def operators(run_operator: Callable[..., Operator], simulator: object) -> None:
-    for service in ("identity", "image", "compute"):
+    for service in ("identity", "image", "compute", "blockstorage"):
         run_operator(service)
 
 
@@ -351,6 +351,7 @@ def test_the_virtual_machine_passes_kubevirts_schema_strictly(
         builders.Size(1, 2**31, 20 * 2**30, spec.flavor),
         boot,
         [builders.Nic("private", "pod", namespace), builders.Nic("lan", "bridge", namespace)],
+        [builders.Attached("data", "volume-data"), builders.Attached("shared", "volume-s", True)],
     )
     vm = builders.virtual_machine(body, "p", spec, plan)
     dynamic_client = dynamic.DynamicClient(api)
@@ -455,10 +456,6 @@ def test_boot_from_a_volume_and_deletion_takes_the_vm(api: client.ApiClient, pro
 
     ns = project()
     make(api, VOLUME, ns, "boot", {"size": "5Gi", "bootable": True})
-    # Cinder's part, played by the test: the Volume reports its PVC.
-    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        VOLUME.group, VERSION, ns, VOLUME.plural, "boot", {"status": {"pvc": "volume-boot"}}
-    )
     make(api, INSTANCE, ns, "bv", {"flavor": "m1.tiny", "bootVolume": {"name": "boot"}})
     eventually(lambda: in_phase(api, ns, "bv", "ACTIVE"), "ACTIVE from the Volume")
     vm = get(api, "kubevirt.io", "v1", "virtualmachines", ns, "bv")

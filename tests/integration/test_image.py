@@ -31,8 +31,8 @@ IMAGE_BODY = {
 
 @pytest.fixture(scope="module", autouse=True)
 def operators(run_operator: Callable[..., Operator], simulator: object) -> None:
-    run_operator("identity")
-    run_operator("image")
+    for service in ("identity", "image", "blockstorage"):
+        run_operator(service)
 
 
 @pytest.fixture
@@ -192,20 +192,6 @@ def test_an_image_from_a_volume_clones_its_pvc(api: client.ApiClient, project) -
         VOLUME.group, VERSION, ns, VOLUME.plural, {**body, "spec": {"size": "1Gi"}}
     )
     create_image(api, ns, "snap", {"source": {"volume": {"name": "root"}}, "diskFormat": "raw"})
-    waiting = eventually(lambda: phase(api, ns, "snap", "queued"), "the image to wait")
-    assert "waiting for Volume root" in waiting["status"]["conditions"][0]["message"]
-    # Cinder's part, played by the test: the Volume reports its PVC.
-    claim = client.V1PersistentVolumeClaim(
-        metadata=client.V1ObjectMeta(name="volume-root"),
-        spec=client.V1PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteOnce"],
-            resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
-        ),
-    )
-    client.CoreV1Api(api).create_namespaced_persistent_volume_claim(ns, claim)
-    custom.patch_namespaced_custom_object_status(
-        VOLUME.group, VERSION, ns, VOLUME.plural, "root", {"status": {"pvc": "volume-root"}}
-    )
     dv = eventually(lambda: get(api, *CDI, "datavolumes", ns, "image-snap"), "the clone")
     assert dv["spec"]["source"] == {"pvc": {"namespace": ns, "name": "volume-root"}}
     eventually(lambda: phase(api, ns, "snap", "active"), "the cloned image to become active")
