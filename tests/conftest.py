@@ -8,15 +8,18 @@ integration tests skip, saying so.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client
 
+from operators.common.kinds import VERSION
 from operators.devcluster.controlplane import DEFAULT_BIN_DIR, ControlPlane, missing_binaries
 from operators.devcluster.install import install_everything, remove_admission
 from operators.devcluster.simulator import Delays, Simulator
-from tests.support import Operator, fresh_namespace
+from operators.identity.api import PROJECT
+from tests.support import Operator, eventually, fresh_namespace
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +83,30 @@ def run_operator(
     for operator in running.values():
         operator.stop()
     remove_admission(api)
+
+
+@pytest.fixture
+def project(api: client.ApiClient) -> Iterator[Callable[[], str]]:
+    """Make Projects (needs the identity operator running) and wait until they are Ready;
+    their namespaces and everything in them go at the end (Cascade)."""
+    custom = client.CustomObjectsApi(api)
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"p-{uuid.uuid4().hex[:6]}"
+        body = {"apiVersion": PROJECT.api_version, "kind": "Project", "metadata": {"name": name}}
+        custom.create_cluster_custom_object(
+            PROJECT.group, VERSION, PROJECT.plural, {**body, "spec": {"deletionPolicy": "Cascade"}}
+        )
+        made.append(name)
+
+        def ready() -> bool:
+            obj = custom.get_cluster_custom_object(PROJECT.group, VERSION, PROJECT.plural, name)
+            return obj.get("status", {}).get("phase") == "Ready"
+
+        eventually(ready, f"Project {name} Ready")
+        return name
+
+    yield make
+    for name in made:
+        custom.delete_cluster_custom_object(PROJECT.group, VERSION, PROJECT.plural, name)

@@ -143,3 +143,22 @@ class Operator:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def an_event(
+    api: client.ApiClient, namespace: str | None, name: str, matches: Callable[[object], bool]
+) -> object:
+    """Wait for an Event about `name` that `matches`: kopf posts Events from a queue, a
+    moment after the status they describe."""
+
+    def found() -> object | None:
+        core = client.CoreV1Api(api)
+        selector = f"involvedObject.name={name}"
+        events = (
+            core.list_namespaced_event(namespace, field_selector=selector)
+            if namespace
+            else core.list_event_for_all_namespaces(field_selector=selector)
+        )
+        return next((e for e in events.items if matches(e)), None)
+
+    return eventually(found, f"an Event about {name}")

@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from operators.blockstorage import builders, types
 from operators.blockstorage.api import SNAPSHOT, VOLUME, VolumeSpec
@@ -81,7 +80,7 @@ def volume_types() -> types.Catalogue:
 @kopf.on.create(*VOLUMES, retries=5, backoff=10)
 @kopf.on.update(*VOLUMES, field="spec", retries=5, backoff=10)
 def reconcile_volume(body: kopf.Body, **indexes: Any) -> None:
-    reconcile(_plain(body), indexes)
+    reconcile(kube.plain(body), indexes)
 
 
 def _source(volume: dict[str, Any], spec: VolumeSpec, project: str, indexes) -> dict | None:
@@ -224,7 +223,7 @@ def _report(volume, phase, ready, claim=None, kind=None, attachments=None) -> No
 @kopf.on.delete(*VOLUMES, backoff=10)
 def release_volume(body: kopf.Body, namespace: str, name: str, **indexes: Any) -> None:
     """Cinder's rules: an attached Volume, or one with Snapshots, is not deleted."""
-    volume = _plain(body)
+    volume = kube.plain(body)
     instances = tenancy.all_of(indexes["attached_to"], (namespace, name))
     snapshots = tenancy.all_of(indexes["snapshots_of"], (namespace, name))
     if instances:
@@ -244,7 +243,7 @@ def release_volume(body: kopf.Body, namespace: str, name: str, **indexes: Any) -
 @kopf.on.resume(*SNAPSHOTS, retries=5, backoff=10)
 @kopf.on.create(*SNAPSHOTS, retries=5, backoff=10)
 def reconcile_snapshot(body: kopf.Body, **indexes: Any) -> None:
-    snapshot_reconcile(_plain(body), indexes)
+    snapshot_reconcile(kube.plain(body), indexes)
 
 
 def snapshot_reconcile(snapshot: dict[str, Any], indexes: dict[str, Any]) -> None:
@@ -303,15 +302,8 @@ def _report_snapshot(snapshot, phase, ready, size: str | None = None) -> None:
 # --- following what Volumes and Snapshots depend on ------------------------------------------
 
 
-def _again(read_kind, namespace: str, name: str, indexes: dict[str, Any], step) -> None:
-    obj = kube.read(read_kind.api_version, read_kind.kind, name, namespace)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
-        return
-    try:
-        step(obj, indexes)
-    except ApiException as error:
-        if not kube.namespace_ending(error):
-            raise
+def _again(read_kind: Any, namespace: str, name: str, indexes: dict[str, Any], step) -> None:
+    kube.reconcile_named(read_kind.api_version, read_kind.kind, namespace, name, step, indexes)
 
 
 @kopf.on.event("", "v1", "persistentvolumeclaims", labels={children.OWNER_KIND: VOLUME.kind})
@@ -354,13 +346,3 @@ def instance_changed(namespace: str, **indexes: Any) -> None:
     where the attachments differ."""
     for name in tenancy.all_of(indexes["volumes_by_namespace"], namespace):
         _again(VOLUME, namespace, name, indexes, reconcile)
-
-
-def _plain(body: kopf.Body) -> dict[str, Any]:
-    return {
-        "apiVersion": body["apiVersion"],
-        "kind": body["kind"],
-        "metadata": dict(body["metadata"]),
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }

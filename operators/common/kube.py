@@ -130,3 +130,32 @@ def namespace_ending(error: ApiException) -> bool:
     """Whether a write failed only because its namespace is being deleted (nothing to
     reconcile any more: everything in it is going)."""
     return error.status == 403 and "is being terminated" in str(error.body)
+
+
+def plain(body: Any) -> dict[str, Any]:
+    """A kopf Body as the plain dict builders take."""
+    return {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": dict(body["metadata"]),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def reconcile_named(
+    api_version: str, kind: str, namespace: str, name: str, step: Any, *args: Any
+) -> None:
+    """Read an object afresh and `step(obj, *args)` it, unless it is gone or going.
+
+    For watch handlers that react to a related object: a namespace being deleted refuses
+    every write, and there is then nothing left to reconcile.
+    """
+    obj = read(api_version, kind, name, namespace)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        step(obj, *args)
+    except ApiException as error:
+        if not namespace_ending(error):
+            raise

@@ -226,7 +226,7 @@ def _secret(instance, project, spec: InstanceSpec, namespace: str) -> dict[str, 
 @kopf.on.create(*INSTANCES, retries=5, backoff=10)
 @kopf.on.update(*INSTANCES, field="spec", retries=5, backoff=10)
 def reconcile_instance(body: kopf.Body, **indexes: Any) -> None:
-    reconcile(_plain(body), indexes)
+    reconcile(kube.plain(body), indexes)
 
 
 def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
@@ -436,27 +436,11 @@ def _show(memory: Decimal) -> str:
     return bytes_quantity(memory)
 
 
-def _plain(body: kopf.Body) -> dict[str, Any]:
-    return {
-        "apiVersion": body["apiVersion"],
-        "kind": body["kind"],
-        "metadata": dict(body["metadata"]),
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
-
-
 # --- following the VM, its VMI and the Image ---------------------------------------------------
 
 
 def _reconcile_by_name(namespace: str, name: str, indexes: dict[str, Any]) -> None:
-    instance = kube.read(INSTANCE.api_version, INSTANCE.kind, name, namespace)
-    if instance is not None and not instance["metadata"].get("deletionTimestamp"):
-        try:
-            reconcile(instance, indexes)
-        except ApiException as error:
-            if not kube.namespace_ending(error):
-                raise
+    kube.reconcile_named(INSTANCE.api_version, INSTANCE.kind, namespace, name, reconcile, indexes)
 
 
 @kopf.on.event(*VMS, labels=OWNED)

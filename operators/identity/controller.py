@@ -69,7 +69,7 @@ CHECKS = [
 @kopf.index(*PROJECTS)
 def project_quotas(body: kopf.Body, name: str, **_: Any) -> dict[str, Any]:
     try:
-        return {name: PROJECT.parse_spec(_plain(body)).quotas}
+        return {name: PROJECT.parse_spec(kube.plain(body)).quotas}
     except ValueError:
         return {}  # reconcile reports it; nothing to enforce meanwhile
 
@@ -139,7 +139,7 @@ def _flavors(indexes: dict[str, Any]) -> dict[str, quota.Flavor]:
 @kopf.on.create(*PROJECTS, retries=5, backoff=10)
 @kopf.on.update(*PROJECTS, field="spec", retries=5, backoff=10)
 def reconcile_project(body: kopf.Body, **indexes: Any) -> None:
-    reconcile(_plain(body), indexes)
+    reconcile(kube.plain(body), indexes)
 
 
 def reconcile(project: dict[str, Any], indexes: dict[str, Any]) -> None:
@@ -246,16 +246,6 @@ def _write_status(
         )
 
 
-def _plain(body: kopf.Body) -> dict[str, Any]:
-    return {
-        "apiVersion": body["apiVersion"],
-        "kind": body["kind"],
-        "metadata": dict(body["metadata"]),
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
-
-
 # --- keeping status and children right as other objects change ----------------------------
 
 
@@ -301,7 +291,7 @@ def release_project(body: kopf.Body, **indexes: Any) -> None:
     """Hold a `Restrict` Project while its namespace holds resources; the namespace and
     everything left in it then go with the Project (the garbage collector follows the
     namespace's ownerReference)."""
-    project = _plain(body)
+    project = kube.plain(body)
     try:
         spec = PROJECT.parse_spec(project)
     except ValueError:

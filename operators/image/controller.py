@@ -12,7 +12,6 @@ import os
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from operators.blockstorage.api import VOLUME
 from operators.common import children, kube, tenancy
@@ -67,7 +66,7 @@ def images_shared_with(namespace: str, name: str, spec: kopf.Spec, **_: Any):
 @kopf.on.create(*IMAGES, retries=5, backoff=10)
 @kopf.on.update(*IMAGES, field="spec", retries=5, backoff=10)
 def reconcile_image(body: kopf.Body, **indexes: Any) -> None:
-    reconcile(_plain(body), indexes)
+    reconcile(kube.plain(body), indexes)
 
 
 def reconcile(image: dict[str, Any], indexes: dict[str, Any]) -> None:
@@ -202,27 +201,11 @@ def _capacity(namespace: str, pvc: str) -> str | None:
     return ((claim or {}).get("status") or {}).get("capacity", {}).get("storage")
 
 
-def _plain(body: kopf.Body) -> dict[str, Any]:
-    return {
-        "apiVersion": body["apiVersion"],
-        "kind": body["kind"],
-        "metadata": dict(body["metadata"]),
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
-
-
 # --- following what the Image depends on -----------------------------------------------------
 
 
 def _reconcile_by_name(namespace: str, name: str, indexes: dict[str, Any]) -> None:
-    image = kube.read(IMAGE.api_version, IMAGE.kind, name, namespace)
-    if image is not None and not image["metadata"].get("deletionTimestamp"):
-        try:
-            reconcile(image, indexes)
-        except ApiException as error:
-            if not kube.namespace_ending(error):
-                raise
+    kube.reconcile_named(IMAGE.api_version, IMAGE.kind, namespace, name, reconcile, indexes)
 
 
 @kopf.on.event(
@@ -255,7 +238,7 @@ def project_changed(name: str, **indexes: Any) -> None:
 def release_image(body: kopf.Body, **indexes: Any) -> None:
     """Refuse while a clone of the image is still copying: once done, a root disk or Volume
     is its own copy and the image may go."""
-    image = _plain(body)
+    image = kube.plain(body)
     namespace, name = image["metadata"]["namespace"], builders.object_name(image)
     clones = indexes["clones_by_source"].get((namespace, name)) or []
     copying = [f"{ns}/{dv}" for ns, dv, phase in list(clones) if phase != "Succeeded"]

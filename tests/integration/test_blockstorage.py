@@ -3,8 +3,7 @@ for CDI and the CSI driver, run by the real operator processes."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from kubernetes.client.exceptions import ApiException
 from operators.blockstorage.api import SNAPSHOT, VOLUME
 from operators.common.kinds import VERSION
 from operators.compute.api import INSTANCE
-from operators.identity.api import PROJECT
 from operators.image.api import IMAGE
 from tests.support import Operator, eventually
 
@@ -27,34 +25,6 @@ Obj = dict[str, Any]
 def operators(run_operator: Callable[..., Operator], simulator: object) -> None:
     for service in ("identity", "image", "compute", "blockstorage"):
         run_operator(service)
-
-
-@pytest.fixture
-def project(api: client.ApiClient) -> Iterator[Callable[[], str]]:
-    custom = client.CustomObjectsApi(api)
-    made: list[str] = []
-
-    def make_project() -> str:
-        name = f"p-{uuid.uuid4().hex[:6]}"
-        body = {"apiVersion": PROJECT.api_version, "kind": "Project", "metadata": {"name": name}}
-        custom.create_cluster_custom_object(
-            PROJECT.group, VERSION, PROJECT.plural, {**body, "spec": {"deletionPolicy": "Cascade"}}
-        )
-        made.append(name)
-        eventually(
-            lambda: (
-                custom.get_cluster_custom_object(PROJECT.group, VERSION, PROJECT.plural, name)
-                .get("status", {})
-                .get("phase")
-                == "Ready"
-            ),
-            f"Project {name}",
-        )
-        return name
-
-    yield make_project
-    for name in made:
-        custom.delete_cluster_custom_object(PROJECT.group, VERSION, PROJECT.plural, name)
 
 
 def make(api: client.ApiClient, kind, namespace: str, name: str, spec: Obj) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +17,8 @@ from operators.common.kinds import VERSION
 from operators.compute import builders
 from operators.compute.api import INSTANCE, InstanceSpec
 from operators.devcluster.simulator import FAIL_SCHEDULE
-from operators.identity.api import PROJECT
 from operators.image.api import IMAGE
-from tests.support import Operator, eventually
+from tests.support import Operator, an_event, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -32,33 +30,6 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOstackTestKey tester@laptop"
 def operators(run_operator: Callable[..., Operator], simulator: object) -> None:
     for service in ("identity", "image", "compute", "blockstorage"):
         run_operator(service)
-
-
-@pytest.fixture
-def project(api: client.ApiClient) -> Iterator[Callable[[], str]]:
-    custom = client.CustomObjectsApi(api)
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"p-{uuid.uuid4().hex[:6]}"
-        body = {"apiVersion": PROJECT.api_version, "kind": "Project", "metadata": {"name": name}}
-        custom.create_cluster_custom_object(
-            PROJECT.group, VERSION, PROJECT.plural, {**body, "spec": {"deletionPolicy": "Cascade"}}
-        )
-        made.append(name)
-        eventually(lambda: _get_project_phase(api, name) == "Ready", f"Project {name}")
-        return name
-
-    yield make
-    for name in made:
-        custom.delete_cluster_custom_object(PROJECT.group, VERSION, PROJECT.plural, name)
-
-
-def _get_project_phase(api: client.ApiClient, name: str) -> str | None:
-    obj = client.CustomObjectsApi(api).get_cluster_custom_object(
-        PROJECT.group, VERSION, PROJECT.plural, name
-    )
-    return obj.get("status", {}).get("phase")
 
 
 def make(api: client.ApiClient, kind, namespace: str, name: str, spec: Obj) -> None:
@@ -238,8 +209,7 @@ def test_bad_references_are_refused_and_fixing_recovers(
     condition = ready(obj)
     assert condition["reason"] == "InvalidConfiguration"
     assert message in condition["message"]
-    events = client.CoreV1Api(api).list_namespaced_event(ns, field_selector="involvedObject.name=x")
-    assert any(e.type == "Warning" for e in events.items)
+    an_event(api, ns, "x", lambda e: e.type == "Warning")
     patch(api, INSTANCE, ns, "x", server())
     eventually(lambda: in_phase(api, ns, "x", "ACTIVE"), "recovery once the spec is fixed")
 
@@ -382,10 +352,7 @@ def test_changing_the_flavor_resizes_through_a_restart(api: client.ApiClient, pr
     assert obj["status"]["flavor"] == {"name": "m1.medium", "cpu": 2, "memory": "4Gi"}
     vmi = _vmi(api, ns, "grow")
     assert vmi["metadata"]["annotations"]["ostack.dev/size"] == "m1.medium"
-    events = client.CoreV1Api(api).list_namespaced_event(
-        ns, field_selector="involvedObject.name=grow"
-    )
-    assert any(e.reason == "Resizing" for e in events.items)
+    an_event(api, ns, "grow", lambda e: e.reason == "Resizing")
 
 
 def test_an_image_goes_once_its_instances_have_their_own_copy(
@@ -430,10 +397,7 @@ def test_rebuild_recreates_the_root_disk_and_keeps_the_instance(
     disk = get(api, "cdi.kubevirt.io", "v1beta1", "datavolumes", ns, "rb-root")
     assert disk["spec"]["sourceRef"]["name"] == "image-fedora"
     assert obj["metadata"]["name"] == "rb" and obj["status"]["vmName"] == "rb"
-    events = client.CoreV1Api(api).list_namespaced_event(
-        ns, field_selector="involvedObject.name=rb"
-    )
-    assert any(e.reason == "Rebuilding" for e in events.items)
+    an_event(api, ns, "rb", lambda e: e.reason == "Rebuilding")
 
 
 def test_shelve_frees_compute_and_unshelve_brings_it_back(api: client.ApiClient, project) -> None:

@@ -16,7 +16,7 @@ from operators.common.kinds import VERSION, Kind
 from operators.compute.api import INSTANCE
 from operators.identity.api import PROJECT
 from operators.objectstorage.api import BUCKET
-from tests.support import Operator, acting_as, eventually, refused
+from tests.support import Operator, acting_as, an_event, eventually, refused
 
 pytestmark = pytest.mark.integration
 
@@ -303,10 +303,7 @@ def test_a_namespace_that_is_not_ours_is_never_adopted(
     assert "ostack.dev/project" not in (
         client.CoreV1Api(api).read_namespace(namespace).metadata.labels or {}
     )
-    events = client.CoreV1Api(api).list_event_for_all_namespaces(
-        field_selector=f"involvedObject.name={name}"
-    )
-    assert any(e.reason == "InvalidConfiguration" for e in events.items)
+    an_event(api, None, name, lambda e: e.reason == "InvalidConfiguration")
 
 
 def test_members_and_drift_are_kept_in_step(

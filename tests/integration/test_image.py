@@ -3,8 +3,7 @@ standing in for CDI, run by the real image and identity operator processes."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from operators.devcluster.simulator import UPLOADED
 from operators.identity.api import PROJECT
 from operators.image import builders
 from operators.image.api import IMAGE
-from tests.support import Operator, eventually
+from tests.support import Operator, an_event, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -33,34 +32,6 @@ IMAGE_BODY = {
 def operators(run_operator: Callable[..., Operator], simulator: object) -> None:
     for service in ("identity", "image", "blockstorage"):
         run_operator(service)
-
-
-@pytest.fixture
-def project(api: client.ApiClient) -> Iterator[Callable[[], str]]:
-    """Projects (their namespaces ready); deleted with Cascade afterwards."""
-    custom = client.CustomObjectsApi(api)
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"p-{uuid.uuid4().hex[:6]}"
-        body = {"apiVersion": PROJECT.api_version, "kind": "Project", "metadata": {"name": name}}
-        custom.create_cluster_custom_object(
-            PROJECT.group, VERSION, PROJECT.plural, {**body, "spec": {"deletionPolicy": "Cascade"}}
-        )
-        made.append(name)
-        eventually(lambda: _ready_project(api, name), f"Project {name}")
-        return name
-
-    yield make
-    for name in made:
-        custom.delete_cluster_custom_object(PROJECT.group, VERSION, PROJECT.plural, name)
-
-
-def _ready_project(api: client.ApiClient, name: str) -> bool:
-    obj = client.CustomObjectsApi(api).get_cluster_custom_object(
-        PROJECT.group, VERSION, PROJECT.plural, name
-    )
-    return obj.get("status", {}).get("phase") == "Ready"
 
 
 def create_image(api: client.ApiClient, namespace: str, name: str, spec: Obj) -> None:
@@ -129,10 +100,7 @@ def test_a_failed_import_is_killed_and_a_fixed_url_retries(api: client.ApiClient
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "InvalidConfiguration"
     assert "no such host" in ready["message"] and "mirror.invalid" in ready["message"]
-    events = client.CoreV1Api(api).list_namespaced_event(
-        ns, field_selector="involvedObject.name=broken"
-    )
-    assert any(e.reason == "ImportFailed" for e in events.items)
+    an_event(api, ns, "broken", lambda e: e.reason == "ImportFailed")
 
     client.CustomObjectsApi(api).patch_namespaced_custom_object(
         IMAGE.group, VERSION, ns, IMAGE.plural, "broken", {"spec": http()}
