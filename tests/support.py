@@ -162,3 +162,32 @@ def an_event(
         return next((e for e in events.items if matches(e)), None)
 
     return eventually(found, f"an Event about {name}")
+
+
+def read_object(
+    api: client.ApiClient, group: str, version: str, plural: str, namespace: str, name: str
+) -> dict | None:
+    """A namespaced custom object as a dict, or None."""
+    try:
+        return client.CustomObjectsApi(api).get_namespaced_custom_object(
+            group, version, namespace, plural, name
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def create_object(api: client.ApiClient, kind, namespace: str, name: str, spec: dict) -> None:
+    """Create one of our kinds with `spec`."""
+    body = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name}}
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        kind.group, kind.api_version.split("/")[1], namespace, kind.plural, {**body, "spec": spec}
+    )
+
+
+def patch_spec(api: client.ApiClient, kind, namespace: str, name: str, spec: dict) -> None:
+    """Merge-patch the spec of one of our kinds."""
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        kind.group, kind.api_version.split("/")[1], namespace, kind.plural, name, {"spec": spec}
+    )

@@ -14,7 +14,10 @@ from operators.blockstorage.api import SNAPSHOT, VOLUME
 from operators.common.kinds import VERSION
 from operators.compute.api import INSTANCE
 from operators.image.api import IMAGE
-from tests.support import Operator, eventually
+from tests.support import Operator, eventually, read_object
+from tests.support import create_object as make
+from tests.support import patch_spec as patch
+from tests.support import read_object as raw
 
 pytestmark = pytest.mark.integration
 
@@ -27,39 +30,8 @@ def operators(run_operator: Callable[..., Operator], simulator: object) -> None:
         run_operator(service)
 
 
-def make(api: client.ApiClient, kind, namespace: str, name: str, spec: Obj) -> None:
-    body = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name}}
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        kind.group, VERSION, namespace, kind.plural, {**body, "spec": spec}
-    )
-
-
-def patch(api: client.ApiClient, kind, namespace: str, name: str, spec: Obj) -> None:
-    client.CustomObjectsApi(api).patch_namespaced_custom_object(
-        kind.group, VERSION, namespace, kind.plural, name, {"spec": spec}
-    )
-
-
 def get(api: client.ApiClient, kind, namespace: str, name: str) -> Obj:
-    try:
-        return client.CustomObjectsApi(api).get_namespaced_custom_object(
-            kind.group, VERSION, namespace, kind.plural, name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return {}
-        raise
-
-
-def raw(api: client.ApiClient, group: str, version: str, plural: str, ns: str, name: str) -> Obj:
-    try:
-        return client.CustomObjectsApi(api).get_namespaced_custom_object(
-            group, version, ns, plural, name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return {}
-        raise
+    return read_object(api, kind.group, VERSION, kind.plural, namespace, name) or {}
 
 
 def phase(api: client.ApiClient, kind, ns: str, name: str, wanted: str) -> Obj | None:

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client, dynamic
-from kubernetes.client.exceptions import ApiException
 
 from operators.common.kinds import VERSION
 from operators.compute import builders
@@ -19,6 +18,9 @@ from operators.compute.api import INSTANCE, InstanceSpec
 from operators.devcluster.simulator import FAIL_SCHEDULE
 from operators.image.api import IMAGE
 from tests.support import Operator, an_event, eventually
+from tests.support import create_object as make
+from tests.support import patch_spec as patch
+from tests.support import read_object as get
 
 pytestmark = pytest.mark.integration
 
@@ -30,30 +32,6 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOstackTestKey tester@laptop"
 def operators(run_operator: Callable[..., Operator], simulator: object) -> None:
     for service in ("identity", "image", "compute", "blockstorage"):
         run_operator(service)
-
-
-def make(api: client.ApiClient, kind, namespace: str, name: str, spec: Obj) -> None:
-    body = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name}}
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        kind.group, VERSION, namespace, kind.plural, {**body, "spec": spec}
-    )
-
-
-def patch(api: client.ApiClient, kind, namespace: str, name: str, spec: Obj) -> None:
-    client.CustomObjectsApi(api).patch_namespaced_custom_object(
-        kind.group, VERSION, namespace, kind.plural, name, {"spec": spec}
-    )
-
-
-def get(api: client.ApiClient, group: str, version: str, plural: str, ns: str, name: str):
-    try:
-        return client.CustomObjectsApi(api).get_namespaced_custom_object(
-            group, version, ns, plural, name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
 
 
 def instance(api: client.ApiClient, ns: str, name: str) -> Obj:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client, dynamic
-from kubernetes.client.exceptions import ApiException
 
 from operators.common.kinds import VERSION
 from operators.devcluster.simulator import UPLOADED
@@ -16,6 +15,7 @@ from operators.identity.api import PROJECT
 from operators.image import builders
 from operators.image.api import IMAGE
 from tests.support import Operator, an_event, eventually
+from tests.support import read_object as get
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +39,6 @@ def create_image(api: client.ApiClient, namespace: str, name: str, spec: Obj) ->
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         IMAGE.group, VERSION, namespace, IMAGE.plural, {**body, "spec": spec}
     )
-
-
-def get(api: client.ApiClient, group: str, version: str, plural: str, ns: str, name: str):
-    try:
-        return client.CustomObjectsApi(api).get_namespaced_custom_object(
-            group, version, ns, plural, name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
 
 
 def image(api: client.ApiClient, namespace: str, name: str) -> Obj:
