@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -48,11 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         simulator = Simulator(api, delays)
         simulator.start()
         logging.getLogger(__name__).info("simulator running with %s; Ctrl-C stops it", delays)
+        # Ctrl-C interrupts the wait (KeyboardInterrupt); SIGTERM sets `stop`.
         try:
-            while not stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            pass
+            with contextlib.suppress(KeyboardInterrupt):
+                stop.wait()
         finally:
             simulator.stop()
     return 0
