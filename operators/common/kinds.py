@@ -49,6 +49,9 @@ class Kind:
     namespaced: bool = True
     rules: tuple[Rule, ...] = field(default=())
     """Rules on the whole object, for what needs `metadata` (e.g. the name)."""
+    record: bool = False
+    """A record the controllers keep (an address allocation), not something reconciled:
+    it has no Ready condition and tenants may only read it."""
 
     @property
     def singular(self) -> str:

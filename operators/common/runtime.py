@@ -21,6 +21,7 @@ SERVICES = {
     "compute": "operators.compute.controller",
     "identity": "operators.identity.controller",
     "image": "operators.image.controller",
+    "network": "operators.network.controller",
 }
 """Each service's controller module; importing it registers its handlers with kopf."""
 

@@ -3,6 +3,7 @@ Secret out."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,20 +16,19 @@ import yaml
 from operators.common import children
 from operators.common.schema import bytes_quantity, quantity_value
 from operators.compute.api import InstanceSpec
+from operators.network import labels as net_labels
 
 KUBEVIRT = "kubevirt.io/v1"
 CDI = "cdi.kubevirt.io/v1beta1"
 ZONE = "topology.kubernetes.io/zone"
 HOSTNAME = "kubernetes.io/hostname"
-INSTANCE_LABEL = "ostack.dev/instance"
-SECURITY_GROUP_LABEL = "securitygroup.ostack.dev/"
-NETWORK_LABEL = "network.ostack.dev/"
 SERVER_GROUP_LABEL = "servergroup.ostack.dev/name"
 METADATA_ANNOTATION = "ostack.dev/metadata"
 SIZE_ANNOTATION = "ostack.dev/size"
 """On the VM template, so every VMI says which size it was started with: a VMI whose size
 is not the Instance's is the old one of a resize."""
 USERDATA_KEY = "userdata"
+NETWORKDATA_KEY = "networkdata"
 RUN_STRATEGY = {"Running": "Always", "Paused": "Always", "Stopped": "Halted"}
 
 
@@ -69,6 +69,13 @@ class Nic:
     name: str
     type: str
     namespace: str
+    project: str = ""
+    """The Network's Project."""
+    address: str | None = None
+    """The address allocated to the Instance (bridge/vlan Networks with subnets)."""
+    prefix_length: int | None = None
+    dns: tuple[str, ...] = ()
+    mtu: int | None = None
 
 
 @dataclass(frozen=True)
@@ -129,9 +136,13 @@ def secret_name(instance: dict[str, Any]) -> str:
 
 
 def cloud_init_secret(
-    instance: dict[str, Any], project: str, keys: list[str], given: str | None
+    instance: dict[str, Any], project: str, keys: list[str], given: str | None, plan: Plan
 ) -> dict[str, Any]:
     """The user data lives here, never in the VirtualMachine in clear text."""
+    data = {USERDATA_KEY: user_data(keys, given)}
+    network = network_data(instance, plan)
+    if network is not None:
+        data[NETWORKDATA_KEY] = network
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -139,7 +150,7 @@ def cloud_init_secret(
             instance, project, secret_name(instance), instance["metadata"]["namespace"]
         ),
         "type": "Opaque",
-        "stringData": {USERDATA_KEY: user_data(keys, given)},
+        "stringData": data,
     }
 
 
@@ -148,12 +159,13 @@ def root_disk_name(instance: dict[str, Any]) -> str:
 
 
 def _template_labels(instance: dict[str, Any], spec: InstanceSpec, plan: Plan) -> dict[str, str]:
-    labels = {INSTANCE_LABEL: instance["metadata"]["name"]}
+    labels = {net_labels.INSTANCE: instance["metadata"]["name"]}
     # The Project's `default` group applies when none is named, as in Neutron.
     for group in spec.security_groups or ["default"]:
-        labels[f"{SECURITY_GROUP_LABEL}{group}"] = ""
+        labels[net_labels.security_group(group)] = ""
     for nic in plan.nics:
-        labels[f"{NETWORK_LABEL}{nic.name}"] = ""
+        if nic.type == "pod":
+            labels.update(net_labels.on_network(nic.project, nic.name))
     if spec.server_group is not None:
         labels[SERVER_GROUP_LABEL] = spec.server_group.name
     return labels
@@ -191,11 +203,27 @@ def _affinity(spec: InstanceSpec) -> dict[str, Any]:
     return affinity
 
 
-def _networking(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def mac_address(instance: dict[str, Any], interface: str) -> str:
+    """A stable, locally administered unicast MAC for one interface, so cloud-init network
+    data can name the interface it configures."""
+    meta = instance["metadata"]
+    digest = hashlib.sha256(f"{meta['namespace']}/{meta['name']}/{interface}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
+def _addressed(plan: Plan) -> bool:
+    return any(nic.address for nic in plan.nics)
+
+
+def _networking(
+    instance: dict[str, Any], plan: Plan
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """VM interfaces and networks: the pod network first (masquerade), then one Multus
     interface per bridge/vlan Network. pod-type Networks are isolation on the pod
-    network itself, so they add labels, not interfaces."""
-    interfaces = [{"name": "default", "masquerade": {}}]
+    network itself, so they add labels, not interfaces. With ostack-allocated addresses
+    the MACs are fixed, for cloud-init's network data to match on."""
+    fixed_macs = _addressed(plan)
+    interfaces: list[dict[str, Any]] = [{"name": "default", "masquerade": {}}]
     networks: list[dict[str, Any]] = [{"name": "default", "pod": {}}]
     for nic in plan.nics:
         if nic.type == "pod":
@@ -204,7 +232,36 @@ def _networking(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         networks.append(
             {"name": nic.name, "multus": {"networkName": f"{nic.namespace}/{nic.name}"}}
         )
+    if fixed_macs:
+        for interface in interfaces:
+            interface["macAddress"] = mac_address(instance, interface["name"])
     return interfaces, networks
+
+
+def network_data(instance: dict[str, Any], plan: Plan) -> str | None:
+    """cloud-init network config (version 2) giving the guest its allocated addresses, as
+    OpenStack's config drive does. The pod interface keeps DHCP and the default route;
+    a secondary network gets its address without a default route, so two gateways never
+    compete."""
+    if not _addressed(plan):
+        return None
+    ethernets: dict[str, Any] = {
+        "default": {"match": {"macaddress": mac_address(instance, "default")}, "dhcp4": True}
+    }
+    for nic in plan.nics:
+        if nic.type == "pod":
+            continue
+        entry: dict[str, Any] = {"match": {"macaddress": mac_address(instance, nic.name)}}
+        if nic.address:
+            entry["addresses"] = [f"{nic.address}/{nic.prefix_length}"]
+        else:
+            entry["dhcp4"] = False
+        if nic.dns:
+            entry["nameservers"] = {"addresses": list(nic.dns)}
+        if nic.mtu:
+            entry["mtu"] = nic.mtu
+        ethernets[nic.name] = entry
+    return yaml.safe_dump({"version": 2, "ethernets": ethernets}, sort_keys=False)
 
 
 def virtual_machine(
@@ -215,7 +272,7 @@ def virtual_machine(
     if spec.metadata:
         # Nova metadata keys need not be valid annotation names: one JSON annotation.
         meta["annotations"] = {METADATA_ANNOTATION: json.dumps(spec.metadata, sort_keys=True)}
-    interfaces, networks = _networking(plan)
+    interfaces, networks = _networking(instance, plan)
     disks = [
         {"name": "root", "bootOrder": 1, "disk": {"bus": "virtio"}},
         {"name": "cloudinit", "disk": {"bus": "virtio"}},
@@ -224,10 +281,10 @@ def virtual_machine(
         root_volume = {"name": "root", "persistentVolumeClaim": {"claimName": plan.boot.volume_pvc}}
     else:
         root_volume = {"name": "root", "dataVolume": {"name": root_disk_name(instance)}}
-    volumes = [
-        root_volume,
-        {"name": "cloudinit", "cloudInitNoCloud": {"secretRef": {"name": secret_name(instance)}}},
-    ]
+    cloud_init: dict[str, Any] = {"secretRef": {"name": secret_name(instance)}}
+    if _addressed(plan):
+        cloud_init["networkDataSecretRef"] = {"name": secret_name(instance)}
+    volumes = [root_volume, {"name": "cloudinit", "cloudInitNoCloud": cloud_init}]
     for volume in plan.attached:
         # Hot-plugged disks are on the SCSI bus; a multiattach Volume is a shareable disk.
         disk: dict[str, Any] = {"name": f"volume-{volume.name}", "disk": {"bus": "scsi"}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -24,7 +25,8 @@ from operators.compute.flavors import DISK_ANNOTATION
 from operators.image import lifecycle as image_lifecycle
 from operators.image.api import IMAGE
 from operators.image.builders import object_name as image_object
-from operators.network.api import NETWORK
+from operators.network import allocations, ipam
+from operators.network.api import IP_ALLOCATION, NETWORK, SECURITY_GROUP
 
 log = logging.getLogger(__name__)
 MANAGER = "ostack-compute"
@@ -61,6 +63,17 @@ def instances_by_volume(namespace: str, name: str, meta: kopf.Meta, spec: kopf.S
     created = meta.get("creationTimestamp", "")
     refs = [*(spec.get("volumes") or []), *([spec["bootVolume"]] if spec.get("bootVolume") else [])]
     return {(namespace, ref["name"]): (created, name) for ref in refs}
+
+
+@kopf.index(IP_ALLOCATION.group, VERSION, IP_ALLOCATION.plural)
+def allocations_held(namespace: str, name: str, spec: kopf.Spec, **_: Any):
+    """The addresses each Instance (by uid) holds, wherever the Network is."""
+    return {spec["holder"]["uid"]: (namespace, spec["network"], name)}
+
+
+@kopf.index(*INSTANCES)
+def instances_by_group(namespace: str, name: str, spec: kopf.Spec, **_: Any):
+    return {(namespace, group): name for group in spec.get("securityGroups") or []}
 
 
 @kopf.index(*INSTANCES)
@@ -158,8 +171,13 @@ def _booted_from(namespace: str, name: str, spec: InstanceSpec) -> builders.Boot
     )
 
 
-def _nics(spec: InstanceSpec, project: str, namespace: str, indexes) -> list[builders.Nic]:
-    nics = []
+def _nics(
+    instance: dict[str, Any], spec: InstanceSpec, project: str, indexes
+) -> list[builders.Nic]:
+    """The Networks the Instance is on, each with its address where ostack allocates
+    one; addresses on Networks the Instance has left are given back."""
+    namespace = instance["metadata"]["namespace"]
+    nics, pod_networks = [], []
     for ref in spec.networks:
         ref_project = ref.project or project
         ns = tenancy.first(indexes["namespace_by_project"], ref_project) or ref_project
@@ -168,8 +186,59 @@ def _nics(spec: InstanceSpec, project: str, namespace: str, indexes) -> list[bui
             raise Refused(f"Network {ref.name} does not exist in Project {ref_project}")
         if ns != namespace and not network["spec"].get("shared"):
             raise Refused(f"Network {ref.name} of Project {ref_project} is not shared")
-        nics.append(builders.Nic(ref.name, network["spec"].get("type", "pod"), ns))
+        net_spec = NETWORK.parse_spec(network)
+        if net_spec.type == "pod":
+            pod_networks.append(ref.name)
+            if ref.fixed_ip is not None:
+                raise Refused(
+                    f"Network {ref.name} is a pod network, whose addresses the cluster's CNI"
+                    " assigns; fixedIP is for bridge and vlan Networks"
+                )
+            nics.append(builders.Nic(ref.name, "pod", ns, ref_project))
+            continue
+        nics.append(_addressed_nic(instance, network, ref_project, net_spec, ref.fixed_ip))
+    if len(pod_networks) > 1:
+        raise Refused(
+            f"Networks {', '.join(pod_networks)} are all pod networks, but an Instance has one"
+            " pod interface and so is on one of them; connect pod networks with allowFrom"
+        )
+    _release_left(instance, {(n.namespace, n.name) for n in nics}, indexes)
     return nics
+
+
+def _addressed_nic(instance, network, project: str, spec, fixed_ip: str | None) -> builders.Nic:
+    meta = network["metadata"]
+    try:
+        address = allocations.claim(network, project, spec, instance, fixed_ip)
+    except allocations.AllocationRefused as refusal:
+        raise Refused(str(refusal)) from None
+    subnet = ipam.subnet_of(spec, address) if address else None
+    return builders.Nic(
+        meta["name"],
+        spec.type,
+        meta["namespace"],
+        project,
+        address,
+        int(subnet.cidr.split("/")[1]) if subnet else None,
+        tuple(subnet.dns_nameservers) if subnet else (),
+        spec.mtu,
+    )
+
+
+def _release_left(instance: dict[str, Any], kept: set[tuple[str, str]], indexes) -> None:
+    for namespace, network, allocation in tenancy.all_of(
+        indexes["allocations_held"], instance["metadata"]["uid"]
+    ):
+        if (namespace, network) not in kept:
+            kube.delete(IP_ALLOCATION.api_version, IP_ALLOCATION.kind, allocation, namespace)
+
+
+def _check_groups(spec: InstanceSpec, namespace: str) -> None:
+    """Named groups must exist, as Nova refuses unknown ones. The implicit `default` is not
+    checked: until the network service has made it, the Instance only has less access."""
+    for group in spec.security_groups:
+        if kube.read(SECURITY_GROUP.api_version, SECURITY_GROUP.kind, group, namespace) is None:
+            raise Refused(f"SecurityGroup {group} does not exist in this Project")
 
 
 def _attached(
@@ -208,9 +277,9 @@ def _user_data(spec: InstanceSpec, namespace: str) -> str | None:
     return base64.b64decode(data[ref.key]).decode()
 
 
-def _secret(instance, project, spec: InstanceSpec, namespace: str) -> dict[str, Any]:
+def _secret(instance, project, spec: InstanceSpec, namespace: str, plan) -> dict[str, Any]:
     body = builders.cloud_init_secret(
-        instance, project, spec.key_pairs, _user_data(spec, namespace)
+        instance, project, spec.key_pairs, _user_data(spec, namespace), plan
     )
     # Compared with what the server holds, which keeps `data`, never `stringData`.
     body["data"] = {
@@ -236,13 +305,14 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
         project = tenancy.project_of(namespace, indexes) or namespace
         size = _size(spec, indexes)
         boot = _boot(spec, namespace, name, project, size, indexes)
+        _check_groups(spec, namespace)
         plan = builders.Plan(
             size,
             boot,
-            _nics(spec, project, namespace, indexes),
+            _nics(instance, spec, project, indexes),
             _attached(spec, namespace, name, indexes),
         )
-        secret = _secret(instance, project, spec, namespace)
+        secret = _secret(instance, project, spec, namespace, plan)
     except (Refused, ValueError) as problem:
         _report(
             instance,
@@ -271,16 +341,10 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
     if resizing:
         vmi = None if vmi is not None and _started_with(vmi) != builders.size_id(size) else vmi
     observed = lifecycle.observe(spec, current_vm, vmi, rebooting, resizing, rebuilding)
+    observed = replace(observed, addresses=lifecycle.with_allocated(observed.addresses, plan.nics))
     unpausable = _pause_or_unpause(spec, vmi)
     if unpausable:
-        observed = lifecycle.Observed(
-            observed.phase,
-            (False, Reason.UNRECOVERABLE_ERROR, unpausable),
-            observed.power,
-            observed.host,
-            observed.launched_at,
-            observed.addresses,
-        )
+        observed = replace(observed, ready=(False, Reason.UNRECOVERABLE_ERROR, unpausable))
     _report(instance, observed, size, {"lastRebootAt": rebooted, "lastRebuildAt": rebuilt})
     log.info("reconciled Instance %s/%s: %s", namespace, name, observed.phase)
 
@@ -469,3 +533,19 @@ def image_changed(namespace: str, name: str, **indexes: Any) -> None:
                 _reconcile_by_name(instance_ns, instance, indexes)
             except ApiException as error:
                 log.warning("Instance %s/%s: %s", instance_ns, instance, error.reason)
+
+
+@kopf.on.event(IP_ALLOCATION.group, VERSION, IP_ALLOCATION.plural)
+def allocation_changed(type: str, spec: kopf.Spec, **indexes: Any) -> None:
+    """An address of an Instance was released behind its back: it takes one again."""
+    if type == "DELETED":
+        holder = spec["holder"]
+        _reconcile_by_name(holder["namespace"], holder["name"], indexes)
+
+
+@kopf.on.event(SECURITY_GROUP.group, VERSION, SECURITY_GROUP.plural)
+def group_changed(type: str, namespace: str, name: str, **indexes: Any) -> None:
+    """A SecurityGroup an Instance was refused for now exists (or one it names is gone)."""
+    if type in ("ADDED", "DELETED"):
+        for instance in tenancy.all_of(indexes["instances_by_group"], (namespace, name)):
+            _reconcile_by_name(namespace, instance, indexes)

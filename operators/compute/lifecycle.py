@@ -38,6 +38,25 @@ def addresses(vmi: dict[str, Any]) -> list[dict[str, str]]:
     return found
 
 
+def with_allocated(found: list[dict[str, str]], nics: list[Any]) -> list[dict[str, str]]:
+    """The VMI's addresses completed with what ostack allocated: a bridge interface's
+    address is known from its allocation before (and without) a guest agent reporting it,
+    and the pod interface is named after the pod-type Network the Instance is on."""
+    by_interface = {entry["interface"]: dict(entry) for entry in found}
+    for nic in nics:
+        if nic.type == "pod":
+            if "default" in by_interface:
+                by_interface["default"]["network"] = nic.name
+        elif nic.address:
+            entry = by_interface.setdefault(nic.name, {"network": nic.name, "interface": nic.name})
+            entry.setdefault("ip", nic.address)
+    order = ["default", *(n.name for n in nics if n.type != "pod")]
+    return sorted(
+        by_interface.values(),
+        key=lambda e: order.index(e["interface"]) if e["interface"] in order else len(order),
+    )
+
+
 def launched_at(vmi: dict[str, Any]) -> str | None:
     stamps = (vmi.get("status") or {}).get("phaseTransitionTimestamps") or []
     running = [s.get("phaseTransitionTimestamp") for s in stamps if s.get("phase") == "Running"]

@@ -7,6 +7,7 @@ from typing import Any
 from operators.common import children
 from operators.identity.api import Member, ProjectSpec, Quotas
 from operators.identity.roles import ROLE_FOR
+from operators.network import labels as net_labels
 
 RBAC = "rbac.authorization.k8s.io"
 ISOLATION_POLICY = "ostack-project-isolation"
@@ -120,8 +121,10 @@ def limit_range(project: dict[str, Any], spec: ProjectSpec) -> dict[str, Any]:
 
 
 def isolation_policy(project: dict[str, Any], spec: ProjectSpec) -> dict[str, Any]:
-    """Ingress only from the Project's own namespace; Networks and SecurityGroups add
-    narrower allowances on top (NetworkPolicies are additive)."""
+    """Every pod of the Project is isolated: ingress only from the namespace's pods that
+    are not Instances. Instances reach each other only as their SecurityGroups allow
+    (NetworkPolicies only ever add allowances, so allowing Instance-to-Instance traffic
+    here would let it past every group)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -131,7 +134,19 @@ def isolation_policy(project: dict[str, Any], spec: ProjectSpec) -> dict[str, An
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": {}}]}],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "podSelector": {
+                                "matchExpressions": [
+                                    {"key": net_labels.INSTANCE, "operator": "DoesNotExist"}
+                                ]
+                            }
+                        }
+                    ]
+                }
+            ],
         },
     }
 

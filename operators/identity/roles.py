@@ -96,7 +96,11 @@ def _reader_grants(kinds: Sequence[Kind]) -> Grants:
 def _member_grants(kinds: Sequence[Kind]) -> Grants:
     # Status stays read-only for every role: only the controllers observe and write it.
     grants: Grants = {
-        (k.group, k.plural): WRITE for k in _tenant_kinds(kinds) if k.kind not in ADMIN_WRITES
+        (k.group, k.plural): WRITE
+        for k in _tenant_kinds(kinds)
+        # A record (an address allocation) is the controllers' alone: a tenant who deleted
+        # one could hand an address in use to a second Instance.
+        if k.kind not in ADMIN_WRITES and not k.record
     }
     # Create only: members store cloud-init user data or S3 import credentials and refer
     # to them by name. Reading Secrets is withheld because the Project's object-store

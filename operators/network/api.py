@@ -199,8 +199,6 @@ class NetworkStatus(Status):
     """Address usage per subnet."""
     network_attachment_definition: str | None = None
     """The Multus NetworkAttachmentDefinition of a bridge/vlan network."""
-    network_policy: str | None = None
-    """The NetworkPolicy isolating the Network."""
 
 
 NETWORK = Kind(
@@ -261,6 +259,16 @@ class SecurityGroupRule(ApiModel):
             message=f"remoteCIDR {CIDR_MESSAGE}",
             check=lambda r: r.remote_cidr is None or is_network(r.remote_cidr),
         ),
+        Rule(
+            cel="!has(self.remoteCIDR) || !isCIDR(self.remoteCIDR)"
+            " || cidr(self.remoteCIDR).ip().family() == (self.ethertype == 'IPv6' ? 6 : 4)",
+            message="remoteCIDR must be of the rule's ethertype (IPv4 or IPv6)",
+            check=lambda r: (
+                r.remote_cidr is None
+                or not is_network(r.remote_cidr)
+                or ipaddress.ip_network(r.remote_cidr).version == int(r.ethertype[-1])
+            ),
+        ),
     )
 
     direction: Literal["ingress", "egress"]
@@ -295,9 +303,9 @@ class SecurityGroupStatus(Status):
     """Observed state of a SecurityGroup."""
 
     network_policies: list[str] | None = Field(
-        default=None, max_length=4, json_schema_extra=LIST_SET
+        default=None, max_length=64, json_schema_extra=LIST_SET
     )
-    """The NetworkPolicies implementing the rules."""
+    """The NetworkPolicies implementing the rules: one per network its Instances are on."""
     members: int | None = None
     """Instances in the group."""
 
@@ -319,4 +327,67 @@ SECURITY_GROUP = Kind(
     ),
 )
 
-KINDS = (NETWORK, SECURITY_GROUP)
+
+class Holder(ApiModel):
+    """The Instance an address is allocated to."""
+
+    namespace: str = Field(max_length=63, pattern=DNS_LABEL_PATTERN)
+    """The Instance's namespace (another Project's, on a shared Network)."""
+    name: Name
+    """The Instance's name."""
+    uid: str = Field(max_length=36)
+    """The Instance's uid: a new Instance of the same name is a different holder."""
+
+
+class IPAllocationSpec(ApiModel):
+    """One address of a Network, held by one Instance. The object's name is made of the
+    Network's name and the address, so the apiserver itself refuses a second holder."""
+
+    rules = (
+        Rule(
+            cel="isIP(self.address)",
+            message="address must be an IPv4 or IPv6 address",
+            check=lambda a: is_ip(a.address),
+        ),
+        Rule(
+            cel="self == oldSelf",
+            message="an allocation is never changed: release it and allocate anew",
+            transition=lambda old, new: old == new,
+        ),
+    )
+
+    network: Name
+    """The Network, in the allocation's namespace."""
+    address: IPText
+    """The allocated address."""
+    fixed: bool = False
+    """The Instance asked for this address (`fixedIP`) rather than any from the pools."""
+    holder: Holder
+    """The Instance holding the address."""
+
+
+class IPAllocationStatus(Status):
+    """Allocations have no observed state of their own (no Ready condition): the Network
+    counts them in its status."""
+
+
+IP_ALLOCATION = Kind(
+    group=GROUP,
+    kind="IPAllocation",
+    doc="An address of a Network held by an Instance (Neutron's fixed IP on a port);"
+    " written by ostack only, and released when the Instance goes.",
+    plural="ipallocations",
+    short_names=("ipalloc",),
+    record=True,
+    spec=IPAllocationSpec,
+    status=IPAllocationStatus,
+    columns=(
+        Column("Network", ".spec.network", description="The Network"),
+        Column("Address", ".spec.address", description="The address"),
+        Column("Instance", ".spec.holder.name", description="The holder"),
+        Column("Holder-Namespace", ".spec.holder.namespace", priority=1),
+        AGE,
+    ),
+)
+
+KINDS = (NETWORK, SECURITY_GROUP, IP_ALLOCATION)

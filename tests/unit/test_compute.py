@@ -102,12 +102,42 @@ def test_server_group_policies(policy, kind, hard) -> None:
 
 
 def test_secondary_networks_become_multus_interfaces() -> None:
-    nics = [builders.Nic("private", "pod", "demo"), builders.Nic("lan", "vlan", "demo")]
+    nics = [builders.Nic("private", "pod", "demo", "demo"), builders.Nic("lan", "vlan", "demo")]
     vm = builders.virtual_machine(BODY, "demo", spec(), builders.Plan(SMALL, IMAGE_BOOT, nics))
     template = vm["spec"]["template"]["spec"]
     assert [n["name"] for n in template["networks"]] == ["default", "lan"]
     assert template["networks"][1]["multus"] == {"networkName": "demo/lan"}
-    assert "network.ostack.dev/private" in vm["spec"]["template"]["metadata"]["labels"]
+    labels = vm["spec"]["template"]["metadata"]["labels"]
+    assert labels["network.ostack.dev/name"] == "private"
+    assert labels["network.ostack.dev/project"] == "demo"
+    assert labels["securitygroup.ostack.dev/default"] == ""
+    # Without ostack-allocated addresses the guest keeps cloud-init's own defaults.
+    assert all("macAddress" not in i for i in template["domain"]["devices"]["interfaces"])
+    assert builders.network_data(BODY, builders.Plan(SMALL, IMAGE_BOOT, nics)) is None
+
+
+def test_allocated_addresses_reach_the_guest_through_cloud_init_network_data() -> None:
+    nics = [builders.Nic("lan", "bridge", "demo", "demo", "10.30.0.7", 24, ("10.30.0.1",), 1400)]
+    plan = builders.Plan(SMALL, IMAGE_BOOT, nics)
+    vm = builders.virtual_machine(BODY, "demo", spec(), plan)
+    interfaces = vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]
+    macs = {i["name"]: i["macAddress"] for i in interfaces}
+    assert macs == {n: builders.mac_address(BODY, n) for n in ("default", "lan")}
+    assert all(int(mac.split(":")[0], 16) & 0b11 == 0b10 for mac in macs.values())
+    cloud_init = vm["spec"]["template"]["spec"]["volumes"][1]["cloudInitNoCloud"]
+    assert cloud_init["networkDataSecretRef"] == {"name": "web-cloudinit"}
+    secret = builders.cloud_init_secret(BODY, "demo", [], None, plan)
+    config = yaml.safe_load(secret["stringData"]["networkdata"])
+    assert config["ethernets"]["default"] == {
+        "match": {"macaddress": macs["default"]},
+        "dhcp4": True,
+    }
+    assert config["ethernets"]["lan"] == {
+        "match": {"macaddress": macs["lan"]},
+        "addresses": ["10.30.0.7/24"],
+        "nameservers": {"addresses": ["10.30.0.1"]},
+        "mtu": 1400,
+    }
 
 
 def test_shelved_halts_and_metadata_is_one_annotation() -> None:

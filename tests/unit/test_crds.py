@@ -48,7 +48,7 @@ def test_crd_conventions(kind) -> None:
     assert spec["names"]["shortNames"]
     assert version["subresources"] == {"status": {}}
     columns = {c["name"] for c in version["additionalPrinterColumns"]}
-    assert {"Ready", "Age"} <= columns
+    assert ({"Age"} if kind.record else {"Ready", "Age"}) <= columns
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
     assert "observedGeneration" in status
@@ -62,4 +62,5 @@ def test_every_example_validates_against_its_model() -> None:
             kind = by_kind[(obj["apiVersion"], obj["kind"])]
             kind.parse_spec(obj)
             seen.add(kind.kind)
-    assert seen == {k.kind for k in KINDS}, "examples/ should show every kind"
+    # Records are written by the controllers only, so there is nothing to show a tenant.
+    assert seen == {k.kind for k in KINDS if not k.record}, "examples/ should show every kind"

@@ -74,13 +74,16 @@ def test_resource_quota_counts_only_what_is_limited() -> None:
     assert builders.resource_quota(body, spec) is None
 
 
-def test_isolation_allows_only_the_own_namespace() -> None:
+def test_isolation_allows_only_the_own_namespace_and_leaves_instances_to_their_groups() -> None:
     body, spec = project({})
     policy = builders.isolation_policy(body, spec)
+    not_instances = {
+        "matchExpressions": [{"key": "ostack.dev/instance", "operator": "DoesNotExist"}]
+    }
     assert policy["spec"] == {
         "podSelector": {},
         "policyTypes": ["Ingress"],
-        "ingress": [{"from": [{"podSelector": {}}]}],
+        "ingress": [{"from": [{"podSelector": not_instances}]}],
     }
 
 

@@ -76,11 +76,13 @@ def test_reader_reads_every_namespaced_kind_and_its_status(
 
 
 @pytest.mark.parametrize("kind", NAMESPACED, ids=lambda k: k.kind)
-def test_member_writes_every_namespaced_kind_but_buckets(
+def test_member_writes_every_namespaced_kind_but_buckets_and_records(
     kind: Kind, roles: dict[str, set[Permission]]
 ) -> None:
     writable = {(kind.group, kind.plural, verb) for verb in WRITES}
-    if kind.kind == BUCKET.kind:
+    if kind.record:
+        assert not writable & roles[RESELLER]
+    elif kind.kind == BUCKET.kind:
         assert not writable & roles[MEMBER]
     else:
         assert writable <= roles[MEMBER]
