@@ -536,7 +536,7 @@ def image_changed(namespace: str, name: str, **indexes: Any) -> None:
 
 
 @kopf.on.event(IP_ALLOCATION.group, VERSION, IP_ALLOCATION.plural)
-def allocation_changed(type: str, spec: kopf.Spec, **indexes: Any) -> None:
+def allocation_released(type: str, spec: kopf.Spec, **indexes: Any) -> None:
     """An address of an Instance was released behind its back: it takes one again."""
     if type == "DELETED":
         holder = spec["holder"]
@@ -544,7 +544,7 @@ def allocation_changed(type: str, spec: kopf.Spec, **indexes: Any) -> None:
 
 
 @kopf.on.event(SECURITY_GROUP.group, VERSION, SECURITY_GROUP.plural)
-def group_changed(type: str, namespace: str, name: str, **indexes: Any) -> None:
+def group_appeared(type: str, namespace: str, name: str, **indexes: Any) -> None:
     """A SecurityGroup an Instance was refused for now exists (or one it names is gone)."""
     if type in ("ADDED", "DELETED"):
         for instance in tenancy.all_of(indexes["instances_by_group"], (namespace, name)):

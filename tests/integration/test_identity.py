@@ -134,8 +134,11 @@ def test_project_becomes_a_tenant(api: client.ApiClient, projects: Callable[...,
     policy = client.NetworkingV1Api(api).read_namespaced_network_policy(
         "ostack-project-isolation", name
     )
+    assert policy.spec.pod_selector.to_dict() == {"match_expressions": None, "match_labels": None}
     assert policy.spec.ingress[0]._from[0].pod_selector.to_dict() == {
-        "match_expressions": None,
+        "match_expressions": [
+            {"key": "ostack.dev/instance", "operator": "DoesNotExist", "values": None}
+        ],
         "match_labels": None,
     }
 
