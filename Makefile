@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make dev    local control plane + simulator + operators + examples (or \$$KUBECONFIG)"
 	@echo "make test   install what is missing, then lint, drift check and all tests"
-	@echo "make tools  build the pinned etcd, kube-apiserver, kube-controller-manager and helm"
+	@echo "make tools  build the pinned etcd, kube-apiserver, kube-controller-manager, helm and versitygw"
 	@echo "make crds   regenerate crds/, the chart's CRDs and docs/api.md from the models"
 
 # The venv is rebuilt when pyproject.toml changes.

@@ -17,6 +17,7 @@ from kubernetes import client
 from operators.common.kinds import VERSION
 from operators.devcluster.controlplane import DEFAULT_BIN_DIR, ControlPlane, missing_binaries
 from operators.devcluster.install import install_everything, remove_admission
+from operators.devcluster.objectstore import ObjectStoreServer
 from operators.devcluster.simulator import Delays, Simulator
 from operators.identity.api import PROJECT
 from tests.support import Operator, eventually, fresh_namespace
@@ -49,6 +50,20 @@ def simulator(api: client.ApiClient) -> Iterator[Simulator]:
     )
     with Simulator(api, delays) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def object_store(
+    api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ObjectStoreServer]:
+    """A real S3 object store (versitygw) on loopback, configured for the objectstorage
+    service, for the session."""
+    server = ObjectStoreServer(tmp_path_factory.mktemp("objectstore"))
+    if not server.binary.exists():
+        pytest.skip(f"{server.binary} missing: run `make tools`")
+    with server:
+        server.install(api)
+        yield server
 
 
 @pytest.fixture

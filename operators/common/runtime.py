@@ -22,6 +22,7 @@ SERVICES = {
     "identity": "operators.identity.controller",
     "image": "operators.image.controller",
     "network": "operators.network.controller",
+    "objectstorage": "operators.objectstorage.controller",
 }
 """Each service's controller module; importing it registers its handlers with kopf."""
 

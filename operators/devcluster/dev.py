@@ -1,7 +1,8 @@
 """`make dev`: the whole product on one machine, in the foreground until Ctrl-C.
 
 Without `KUBECONFIG`: a local control plane, the upstream and ostack CRDs, the KubeVirt/CDI
-status simulator, every operator and `examples/`. With `KUBECONFIG` pointing at a real
+status simulator, a real S3 object store (versitygw) on loopback, every operator and
+`examples/`. With `KUBECONFIG` pointing at a real
 cluster: the ostack CRDs, the operators and `examples/` go there instead, and nothing
 local is started.
 """
@@ -36,6 +37,7 @@ from operators.devcluster.install import (
     ostack_crds,
     remove_admission,
 )
+from operators.devcluster.objectstore import ObjectStoreServer
 from operators.devcluster.simulator import Delays, Simulator
 
 log = logging.getLogger("ostack.dev")
@@ -159,7 +161,9 @@ def run(plane: ControlPlane) -> int:
         f"--webhook-cert-dir={plane.workdir / 'webhook'}",
     ]
     try:
-        with plane.api_client() as api, Simulator(api, Delays.from_env()):
+        store = ObjectStoreServer(plane.workdir / "objectstore")
+        with plane.api_client() as api, Simulator(api, Delays.from_env()), store:
+            store.install(api)
             print(f"\nready; point kubectl at it with:\n  {export_line(plane.kubeconfig)}\n")
             _serve(api, str(plane.kubeconfig), webhook, stop)
     finally:

@@ -109,6 +109,8 @@ class BucketStatus(Status):
     """The bucket's name on the object store."""
     credentials_secret: str | None = None
     """The Secret with the Project's access key for the object store."""
+    storage_class: str | None = None
+    """The S3 storage class the storage policy writes objects with, if it names one."""
     usage: Usage | None = None
     """What the Bucket holds, refreshed periodically."""
 
