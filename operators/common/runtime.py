@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 SERVICES = {
     "blockstorage": "operators.blockstorage.controller",
     "compute": "operators.compute.controller",
+    "containerinfra": "operators.containerinfra.controller",
     "identity": "operators.identity.controller",
     "image": "operators.image.controller",
     "network": "operators.network.controller",

@@ -35,6 +35,7 @@ COUNTED = {
     "buckets": "objectstorage.ostack.dev",
     "networks": "network.ostack.dev",
     "images": "image.ostack.dev",
+    "clusters": "containerinfra.ostack.dev",
 }
 SINGULAR = {
     "instances": "instance",
@@ -43,6 +44,7 @@ SINGULAR = {
     "buckets": "bucket",
     "networks": "network",
     "images": "image",
+    "clusters": "cluster",
 }
 
 # The children a Project's drift repair watches, by (group, version, plural).
@@ -56,7 +58,7 @@ CHILDREN = (
 
 CHECKS = [
     Check(f"quota-{plural}", group, plural, ("CREATE", "UPDATE"))
-    if plural in ("instances", "volumes")
+    if plural in ("instances", "volumes", "clusters")
     else Check(f"quota-{plural}", group, plural, ("CREATE",))
     for plural, group in COUNTED.items()
 ]
@@ -95,6 +97,8 @@ def _footprint(plural: str, spec: kopf.Spec, status: kopf.Status) -> Any:
     """What one object counts for in its kind's quotas."""
     if plural == "instances":
         return quota.InstanceFootprint.of(dict(spec))
+    if plural == "clusters":
+        return tuple(quota.cluster_nodes(dict(spec)))
     if plural == "volumes":
         return quantity_value(spec["size"])
     if plural == "snapshots":
@@ -115,7 +119,8 @@ def _held(indexes: dict[str, Any], plural: str, namespace: str) -> list[tuple[st
 def holdings(namespace: str, indexes: dict[str, Any]) -> quota.Holdings:
     volumes = dict(_held(indexes, "volumes", namespace))
     return quota.Holdings(
-        instances=[footprint for _, footprint in _held(indexes, "instances", namespace)],
+        instances=[footprint for _, footprint in _held(indexes, "instances", namespace)]
+        + [node for _, nodes in _held(indexes, "clusters", namespace) for node in nodes],
         volume_sizes=list(volumes.values()),
         # A Snapshot is as large as its Volume until the snapshotter reports its size.
         snapshot_sizes=[
@@ -334,6 +339,16 @@ def requested(
             "instances": Decimal(0 if old else 1),
             "cores": Decimal(cpu - before[0]),
             "ram": ram - before[1],
+        }
+    if plural == "clusters":
+        nodes, before = quota.cluster_nodes(new), quota.cluster_nodes(old) if old else []
+        sizes = [n.size(flavors) for n in nodes]
+        old_sizes = [n.size(flavors) for n in before]
+        return {
+            "instances": Decimal(len(nodes) - len(before)),
+            "cores": Decimal(sum(c for c, _ in sizes) - sum(c for c, _ in old_sizes)),
+            "ram": sum((r for _, r in sizes), Decimal(0))
+            - sum((r for _, r in old_sizes), Decimal(0)),
         }
     if plural == "volumes":
         grown = quantity_value(new["size"]) - (quantity_value(old["size"]) if old else 0)

@@ -58,6 +58,18 @@ class InstanceFootprint:
         return self.cpu or 0, self.memory or Decimal(0)
 
 
+def cluster_nodes(spec: dict[str, Any]) -> list[InstanceFootprint]:
+    """A Magnum Cluster's VMs, each counted as an Instance of its flavor, as Magnum counts
+    a cluster's servers against Nova's quotas. An autoscaled group counts at its maximum,
+    which the autoscaler may reach without asking."""
+    control = spec.get("controlPlane") or {}
+    nodes = [InstanceFootprint(flavor=control.get("flavor"))] * int(control.get("replicas", 1))
+    for group in spec.get("nodeGroups") or []:
+        count = group.get("maxReplicas") or group.get("replicas", 0)
+        nodes += [InstanceFootprint(flavor=group.get("flavor"))] * int(count)
+    return nodes
+
+
 @dataclass
 class Holdings:
     """Everything a Project holds that a quota counts."""

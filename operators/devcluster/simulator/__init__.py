@@ -18,6 +18,9 @@ patched, through the status subresource, as field manager `ostack-simulator`). W
   (kube-controller-manager's PV controller does the binding), grown claims get their volume
   and `status.capacity` grown, released volumes with policy Delete are deleted, and
   VolumeSnapshots get a VolumeSnapshotContent and become readyToUse.
+* Cluster API (capi.py): a Cluster's KubevirtCluster, KubeadmControlPlane and
+  MachineDeployments become ready at their versions, `<cluster>-kubeconfig` appears, and
+  the Cluster goes Provisioned; its deletion completes a step later.
 * DataVolume: gets its PVC, then goes Pending -> ImportScheduled -> ImportInProgress (progress
   in `import_steps` steps) -> Succeeded once the claim is bound; clones go through
   CloneScheduled/CloneInProgress, uploads stop at UploadReady (see below).
@@ -48,6 +51,7 @@ from types import TracebackType
 
 from kubernetes import client
 
+from operators.devcluster.simulator.capi import Clusters
 from operators.devcluster.simulator.cdi import DataVolumes
 from operators.devcluster.simulator.common import (
     DRIVER,
@@ -109,11 +113,13 @@ class Simulator:
         volumes = Volumes(ctx, claims)
         data_volumes = DataVolumes(ctx)
         snapshots = Snapshots(ctx)
+        clusters = Clusters(ctx)
         self._engine.register(vms, *vms.sources())
         self._engine.register(claims, *claims.sources())
         self._engine.register(volumes, *volumes.sources())
         self._engine.register(data_volumes, *data_volumes.sources())
         self._engine.register(snapshots, *snapshots.sources())
+        self._engine.register(clusters, *clusters.sources())
         self._engine.register(SnapshotContents(ctx))
         self._engine.register(Classes(ctx))
         self._engine.watch(namespace_source(self._engine.kube, vms.kind, data_volumes.kind))

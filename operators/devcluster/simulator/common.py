@@ -48,6 +48,7 @@ class Delays:
     bind: float = 0.2
     resize: float = 0.2
     snapshot: float = 0.2
+    cluster_step: float = 0.2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Delays:
