@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import kopf
+import prometheus_client
 
 from operators.common import runtime
 
@@ -34,6 +35,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--liveness", help="serve kopf's liveness probe at this URL")
     parser.add_argument("--peering", help="leader election among replicas with this name")
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port (/metrics)"
+    )
     webhook = parser.add_argument_group("admission webhook")
     webhook.add_argument("--webhook-listen", default="127.0.0.1", help="address to listen on")
     webhook.add_argument("--webhook-port", type=int, default=9443)
@@ -60,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     services = args.service or sorted(runtime.SERVICES)
     checks = runtime.load(services)
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port)
     options = runtime.WebhookOptions(
         listen=args.webhook_listen,
         port=args.webhook_port,

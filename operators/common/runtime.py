@@ -44,6 +44,43 @@ class WebhookOptions:
     """Reach it through this (namespace, name, port) Service (a cluster)."""
 
 
+def peering_crd() -> dict:
+    """kopf's ClusterKopfPeering, through which replicas of one service elect who acts
+    (`--peering`); shipped with ostack's CRDs since kopf does not install it."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "clusterkopfpeerings.kopf.dev"},
+        "spec": {
+            "group": "kopf.dev",
+            "scope": "Cluster",
+            "names": {
+                "kind": "ClusterKopfPeering",
+                "plural": "clusterkopfpeerings",
+                "singular": "clusterkopfpeering",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "status": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
 def load(services: list[str]) -> list[Check]:
     """Import the services' controllers; return the webhook checks they declare."""
     checks: list[Check] = []

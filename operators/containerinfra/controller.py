@@ -182,7 +182,9 @@ def _report(cluster: dict[str, Any], spec: ClusterSpec) -> None:
     ]
     status = capi.get("status") or {}
     endpoint = (capi.get("spec") or {}).get("controlPlaneEndpoint") or {}
-    secret = kube.read("v1", "Secret", builders.kubeconfig_secret(name), namespace)
+    # Cluster API writes the kubeconfig Secret as the control plane initializes; reading
+    # its status spares this service any access to Secrets.
+    initialized = (status.get("initialization") or {}).get("controlPlaneInitialized")
     control_ready = (status.get("controlPlane") or {}).get("readyReplicas") or 0
     workers_ready = (status.get("workers") or {}).get("readyReplicas") or 0
     running = (kcp.get("status") or {}).get("version")
@@ -192,7 +194,7 @@ def _report(cluster: dict[str, Any], spec: ClusterSpec) -> None:
         "apiEndpoint": f"https://{endpoint['host']}:{endpoint.get('port', 6443)}"
         if endpoint.get("host")
         else None,
-        "kubeconfigSecret": secret["metadata"]["name"] if secret else None,
+        "kubeconfigSecret": builders.kubeconfig_secret(name) if initialized else None,
         "controlPlaneReady": control_ready,
         "workersReady": workers_ready,
         "kubernetesVersion": running,
@@ -244,13 +246,6 @@ def _reconcile_by_name(namespace: str, name: str, indexes: dict[str, Any]) -> No
 @kopf.on.event(builders.CONTROL_PLANE_GROUP, "v1beta2", "kubeadmcontrolplanes", labels=OWNED)
 def capi_changed(namespace: str, labels: kopf.Labels, **indexes: Any) -> None:
     _reconcile_by_name(namespace, labels[children.OWNER_NAME], indexes)
-
-
-@kopf.on.event("", "v1", "secrets", labels={builders.CLUSTER_NAME_LABEL: kopf.PRESENT})
-def kubeconfig_changed(namespace: str, name: str, labels: kopf.Labels, **indexes: Any) -> None:
-    cluster = labels[builders.CLUSTER_NAME_LABEL]
-    if name == builders.kubeconfig_secret(cluster):
-        _reconcile_by_name(namespace, cluster, indexes)
 
 
 @kopf.on.event(IMAGE.group, VERSION, IMAGE.plural)

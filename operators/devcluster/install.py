@@ -9,6 +9,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from operators.catalogue import KINDS
+from operators.common import runtime
 from operators.common.crdgen import crd
 
 FIELD_MANAGER = "ostack-devcluster"
@@ -20,8 +21,8 @@ class InstallError(RuntimeError):
 
 
 def ostack_crds() -> list[dict[str, Any]]:
-    """Our own CRDs, generated from the models (what `crds/` holds)."""
-    return [crd(kind) for kind in KINDS]
+    """Our own CRDs, generated from the models, and kopf's peering (what `crds/` holds)."""
+    return [crd(kind) for kind in KINDS] + [runtime.peering_crd()]
 
 
 def install_crds(api: client.ApiClient, crds: list[dict[str, Any]], timeout: float = 60) -> None:
