@@ -5,13 +5,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv tools crds lint test unit integration dev down clean
+.PHONY: help venv tools crds lint test unit integration chart-test kind-up e2e bench chaos dev down clean
 
 help:
 	@echo "make dev    local control plane + simulator + operators + examples (or \$$KUBECONFIG)"
 	@echo "make test   install what is missing, then lint, drift check and all tests"
 	@echo "make tools  build the pinned etcd, kube-apiserver, kube-controller-manager, helm and versitygw"
 	@echo "make crds   regenerate crds/, the chart's CRDs and docs/api.md from the models"
+	@echo "make chart-test  helm lint, rendered-object checks, helm install + RBAC checks"
+	@echo "make kind-up     a kind cluster with KubeVirt, CDI, CSI, Multus, CAPI, S3 and ostack"
+	@echo "make e2e         the end-to-end suite against \$$KUBECONFIG (after kind-up)"
 
 # The venv is rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -41,6 +44,16 @@ integration: venv tools
 
 test: venv tools lint
 	$(VENV)/bin/pytest
+
+chart-test: venv tools
+	.tools/bin/helm lint charts/ostack --kube-version 1.33.13
+	$(VENV)/bin/pytest tests/chart
+
+kind-up: venv tools
+	hack/kind-up.sh
+
+e2e: venv
+	OSTACK_E2E=1 $(VENV)/bin/pytest tests/e2e -rs
 
 dev: venv tools
 	$(PY) -m operators.devcluster dev
