@@ -15,6 +15,8 @@ help:
 	@echo "make chart-test  helm lint, rendered-object checks, helm install + RBAC checks"
 	@echo "make kind-up     a kind cluster with KubeVirt, CDI, CSI, Multus, CAPI, S3 and ostack"
 	@echo "make e2e         the end-to-end suite against \$$KUBECONFIG (after kind-up)"
+	@echo "make bench       convergence, API cost and footprint figures (bench/results.json)"
+	@echo "make chaos       the crash test at full size (200 objects, 10 kills)"
 
 # The venv is rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -32,8 +34,8 @@ crds: venv
 	$(PY) -m operators.codegen
 
 lint: venv
-	$(VENV)/bin/ruff check operators tests
-	$(VENV)/bin/ruff format --check operators tests
+	$(VENV)/bin/ruff check operators tests bench
+	$(VENV)/bin/ruff format --check operators tests bench
 	$(PY) -m operators.codegen --check
 
 unit: venv
@@ -54,6 +56,12 @@ kind-up: venv tools
 
 e2e: venv
 	OSTACK_E2E=1 $(VENV)/bin/pytest tests/e2e -rs
+
+bench: venv tools
+	$(PY) -m bench
+
+chaos: venv tools
+	OSTACK_CHAOS_OBJECTS=200 OSTACK_CHAOS_KILLS=10 $(VENV)/bin/pytest tests/integration/test_crash.py -v
 
 dev: venv tools
 	$(PY) -m operators.devcluster dev

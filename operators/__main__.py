@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     services = args.service or sorted(runtime.SERVICES)
     checks = runtime.load(services)
+    if checks and not args.no_webhook:
+        runtime.register_admission(services)
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port)
     options = runtime.WebhookOptions(

@@ -87,6 +87,7 @@ class Operator:
         self.log = workdir / f"operator-{'-'.join(services)}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._offset = 0
+        self.metrics_port = free_port()
 
     def start(self) -> None:
         health = free_port()
@@ -102,6 +103,8 @@ class Operator:
             "127.0.0.1",
             "--webhook-cert-dir",
             str(self.workdir / "webhook"),
+            "--metrics-port",
+            str(self.metrics_port),
         ]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         self._offset = self.log.stat().st_size if self.log.exists() else 0
@@ -126,6 +129,12 @@ class Operator:
                 return True
         except OSError:
             return False
+
+    def metrics(self) -> str:
+        """What the operator serves at /metrics (Prometheus' text format)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -10,7 +10,7 @@ import kopf
 
 from operators.blockstorage import builders, types
 from operators.blockstorage.api import SNAPSHOT, VOLUME, VolumeSpec
-from operators.common import children, kube, tenancy
+from operators.common import children, kube, metrics, tenancy
 from operators.common.conditions import is_subset, set_condition
 from operators.common.kinds import VERSION
 from operators.common.schema import quantity_value
@@ -25,6 +25,9 @@ MANAGER = "ostack-blockstorage"
 VOLUMES = (VOLUME.group, VERSION, VOLUME.plural)
 SNAPSHOTS = (SNAPSHOT.group, VERSION, SNAPSHOT.plural)
 INSTANCES = (INSTANCE.group, VERSION, INSTANCE.plural)
+VOLUME_METER = metrics.Usage(
+    "ostack_project_volume_bytes", "Size of a Project's Volumes, in bytes.", ("project",)
+)
 
 
 class Refused(Exception):
@@ -79,6 +82,7 @@ def volume_types() -> types.Catalogue:
 @kopf.on.resume(*VOLUMES, retries=5, backoff=10)
 @kopf.on.create(*VOLUMES, retries=5, backoff=10)
 @kopf.on.update(*VOLUMES, field="spec", retries=5, backoff=10)
+@metrics.reconciled(VOLUME.kind)
 def reconcile_volume(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 
@@ -143,6 +147,8 @@ def reconcile(volume: dict[str, Any], indexes: dict[str, Any]) -> None:
     if phase == "extending" and kind.extendable:
         _extend(claim_name, namespace, spec.size)
     _report(volume, phase, ready, claim, kind, _attachments(namespace, name, indexes))
+    # Cinder's gigabytes: what the Volume asks for, whatever its phase.
+    VOLUME_METER.observe(namespace, name, (project,), float(quantity_value(spec.size)))
     log.info("reconciled Volume %s/%s: %s", namespace, name, phase)
 
 
@@ -220,6 +226,12 @@ def _report(volume, phase, ready, claim=None, kind=None, attachments=None) -> No
         )
 
 
+@kopf.on.event(*VOLUMES)
+def volume_gone(type: str, namespace: str, name: str, **_: Any) -> None:
+    if type == "DELETED":
+        VOLUME_METER.forget(namespace, name)
+
+
 @kopf.on.delete(*VOLUMES, backoff=10)
 def release_volume(body: kopf.Body, namespace: str, name: str, **indexes: Any) -> None:
     """Cinder's rules: an attached Volume, or one with Snapshots, is not deleted."""
@@ -242,6 +254,7 @@ def release_volume(body: kopf.Body, namespace: str, name: str, **indexes: Any) -
 
 @kopf.on.resume(*SNAPSHOTS, retries=5, backoff=10)
 @kopf.on.create(*SNAPSHOTS, retries=5, backoff=10)
+@metrics.reconciled(SNAPSHOT.kind)
 def reconcile_snapshot(body: kopf.Body, **indexes: Any) -> None:
     snapshot_reconcile(kube.plain(body), indexes)
 

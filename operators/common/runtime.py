@@ -90,6 +90,14 @@ def load(services: list[str]) -> list[Check]:
     return checks
 
 
+def register_admission(services: list[str]) -> None:
+    """Register the services' admission handlers with kopf (before it runs)."""
+    for service in services:
+        module = importlib.import_module(SERVICES[service])
+        if hasattr(module, "register_admission"):
+            module.register_admission()
+
+
 def domain(services: list[str]) -> str:
     """The prefix of the annotations and the finalizer one operator process owns.
 

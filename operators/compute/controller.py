@@ -14,7 +14,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from operators.blockstorage.api import VOLUME
-from operators.common import children, kube, tenancy
+from operators.common import children, kube, metrics, tenancy
 from operators.common.conditions import is_subset, set_condition
 from operators.common.kinds import VERSION
 from operators.common.schema import quantity_value
@@ -30,6 +30,13 @@ from operators.network.api import IP_ALLOCATION, NETWORK, SECURITY_GROUP
 
 log = logging.getLogger(__name__)
 MANAGER = "ostack-compute"
+INSTANCES_METER = metrics.Usage(
+    "ostack_project_instances", "Instances per Project and phase.", ("project", "phase")
+)
+VCPUS_METER = metrics.Usage("ostack_project_vcpus", "vCPUs of a Project's Instances.", ("project",))
+RAM_METER = metrics.Usage(
+    "ostack_project_ram_bytes", "RAM of a Project's Instances, in bytes.", ("project",)
+)
 INSTANCES = (INSTANCE.group, VERSION, INSTANCE.plural)
 INSTANCETYPES = ("instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterinstancetypes")
 VMS = ("kubevirt.io", "v1", "virtualmachines")
@@ -294,15 +301,16 @@ def _secret(instance, project, spec: InstanceSpec, namespace: str, plan) -> dict
 @kopf.on.resume(*INSTANCES, retries=5, backoff=10)
 @kopf.on.create(*INSTANCES, retries=5, backoff=10)
 @kopf.on.update(*INSTANCES, field="spec", retries=5, backoff=10)
+@metrics.reconciled(INSTANCE.kind)
 def reconcile_instance(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 
 
 def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
     namespace, name = instance["metadata"]["namespace"], instance["metadata"]["name"]
+    project = tenancy.project_of(namespace, indexes) or namespace
     try:
         spec = INSTANCE.parse_spec(instance)
-        project = tenancy.project_of(namespace, indexes) or namespace
         size = _size(spec, indexes)
         boot = _boot(spec, namespace, name, project, size, indexes)
         _check_groups(spec, namespace)
@@ -318,9 +326,11 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
             instance,
             lifecycle.Observed("ERROR", (False, Reason.INVALID_CONFIGURATION, str(problem))),
         )
+        _meter(instance, project, "ERROR")
         return
     except Waiting as wait:
         _report(instance, lifecycle.Observed("BUILD", (False, Reason.PROGRESSING, str(wait))))
+        _meter(instance, project, "BUILD")
         return
     kube.apply(secret, MANAGER)
     copied = builders.preference_copy(instance, project, plan.boot)
@@ -346,7 +356,25 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
     if unpausable:
         observed = replace(observed, ready=(False, Reason.UNRECOVERABLE_ERROR, unpausable))
     _report(instance, observed, size, {"lastRebootAt": rebooted, "lastRebuildAt": rebuilt})
+    _meter(instance, project, observed.phase, size)
     log.info("reconciled Instance %s/%s: %s", namespace, name, observed.phase)
+
+
+def _meter(
+    instance: dict[str, Any], project: str, phase: str, size: builders.Size | None = None
+) -> None:
+    """What the Instance counts for in its Project's usage, as Nova counts a server."""
+    where = (instance["metadata"]["namespace"], instance["metadata"]["name"])
+    INSTANCES_METER.observe(*where, (project, phase), 1)
+    VCPUS_METER.observe(*where, (project,), size.cpu if size else 0)
+    RAM_METER.observe(*where, (project,), float(size.memory) if size else 0)
+
+
+@kopf.on.event(*INSTANCES)
+def instance_gone(type: str, namespace: str, name: str, **_: Any) -> None:
+    if type == "DELETED":
+        for meter in (INSTANCES_METER, VCPUS_METER, RAM_METER):
+            meter.forget(namespace, name)
 
 
 def _vm_ref(instance: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from operators.common import children, kube, tenancy
+from operators.common import children, kube, metrics, tenancy
 from operators.common.conditions import is_subset, set_condition
 from operators.common.kinds import VERSION
 from operators.common.schema import quantity_value
@@ -143,6 +143,7 @@ def _flavors(indexes: dict[str, Any]) -> dict[str, quota.Flavor]:
 @kopf.on.resume(*PROJECTS, retries=5, backoff=10)
 @kopf.on.create(*PROJECTS, retries=5, backoff=10)
 @kopf.on.update(*PROJECTS, field="spec", retries=5, backoff=10)
+@metrics.reconciled(PROJECT.kind)
 def reconcile_project(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 
@@ -388,5 +389,8 @@ def _register_quota_check(check: Check) -> None:
     )(check_quota)
 
 
-for _check in CHECKS:
-    _register_quota_check(_check)
+def register_admission() -> None:
+    """Register the quota checks with kopf; only when a webhook server will serve them
+    (kopf refuses to run admission handlers without one)."""
+    for check in CHECKS:
+        _register_quota_check(check)

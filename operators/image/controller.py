@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from operators.blockstorage.api import VOLUME
-from operators.common import children, kube, tenancy
+from operators.common import children, kube, metrics, tenancy
 from operators.common.conditions import is_subset, set_condition
 from operators.common.kinds import VERSION
 from operators.common.status import Reason
@@ -24,6 +24,9 @@ from operators.image.api import IMAGE, ImageSpec
 log = logging.getLogger(__name__)
 MANAGER = "ostack-image"
 IMAGES = (IMAGE.group, VERSION, IMAGE.plural)
+IMAGE_METER = metrics.Usage(
+    "ostack_project_images", "Images per Project and Glance status.", ("project", "status")
+)
 DATAVOLUMES = ("cdi.kubevirt.io", "v1beta1", "datavolumes")
 DEFAULT_SIZE = os.environ.get("OSTACK_IMAGE_DEFAULT_SIZE", "10Gi")
 """What an import asks for when the Image states no minDisk (CDI needs a size upfront)."""
@@ -65,6 +68,7 @@ def images_shared_with(namespace: str, name: str, spec: kopf.Spec, **_: Any):
 @kopf.on.resume(*IMAGES, retries=5, backoff=10)
 @kopf.on.create(*IMAGES, retries=5, backoff=10)
 @kopf.on.update(*IMAGES, field="spec", retries=5, backoff=10)
+@metrics.reconciled(IMAGE.kind)
 def reconcile_image(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 
@@ -105,7 +109,14 @@ def reconcile(image: dict[str, Any], indexes: dict[str, Any]) -> None:
         )
     observed = lifecycle.observe(dv, upload=spec.source.upload is not None)
     _report(image, observed, spec, dv)
+    IMAGE_METER.observe(namespace, name, (project, observed.phase), 1)
     log.info("reconciled Image %s/%s: %s", namespace, name, observed.phase)
+
+
+@kopf.on.event(*IMAGES)
+def image_gone(type: str, namespace: str, name: str, **_: Any) -> None:
+    if type == "DELETED":
+        IMAGE_METER.forget(namespace, name)
 
 
 def _volume_pvc(namespace: str, volume: str) -> tuple[str | None, tuple[bool, Reason, str] | None]:

@@ -16,7 +16,7 @@ import kopf
 from botocore.exceptions import ClientError
 from kubernetes.client.exceptions import ApiException
 
-from operators.common import children, kube, tenancy
+from operators.common import children, kube, metrics, tenancy
 from operators.common.kinds import VERSION
 from operators.common.reporting import report
 from operators.common.schema import bytes_quantity, quantity_value
@@ -30,6 +30,12 @@ BUCKETS = (BUCKET.group, VERSION, BUCKET.plural)
 CREDENTIALS = "object-store-credentials"
 SYNCED = "objectstorage.ostack.dev/synced"
 """On a Project's credentials Secret: a digest of the key the store's account has."""
+BYTES_METER = metrics.Usage(
+    "ostack_bucket_bytes", "Bytes stored in a Bucket.", ("project", "bucket")
+)
+OBJECTS_METER = metrics.Usage(
+    "ostack_bucket_objects", "Objects stored in a Bucket.", ("project", "bucket")
+)
 USAGE_INTERVAL = float(os.environ.get("OSTACK_USAGE_INTERVAL", "60"))
 
 
@@ -118,6 +124,7 @@ def credentials(objects: ObjectStore, project: str, namespace: str) -> Key:
 @kopf.on.resume(*BUCKETS, retries=5, backoff=10)
 @kopf.on.create(*BUCKETS, retries=5, backoff=10)
 @kopf.on.update(*BUCKETS, field="spec", retries=5, backoff=10)
+@metrics.reconciled(BUCKET.kind)
 def reconcile_bucket(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 
@@ -183,6 +190,8 @@ def reconcile(bucket: dict[str, Any], indexes: dict[str, Any]) -> None:
         report(bucket, {"phase": "Error", **fields}, (False, Reason.UNRECOVERABLE_ERROR, message))
         return
     fields["usage"] = {"bytes": bytes_quantity(used[0]), "objects": used[1]}
+    BYTES_METER.observe(namespace, name, (project, name), used[0])
+    OBJECTS_METER.observe(namespace, name, (project, name), used[1])
     message = f"bucket {bucket_name} on {objects.config.endpoint}"
     if full:
         message += (
@@ -206,6 +215,13 @@ def _grantee_namespaces(granted: acl.Grants, project: str, indexes) -> dict[str,
             raise ValueError(f"Project {grantee} named in the ACL does not exist")
         found[grantee] = namespace
     return found
+
+
+@kopf.on.event(*BUCKETS)
+def bucket_gone(type: str, namespace: str, name: str, **_: Any) -> None:
+    if type == "DELETED":
+        BYTES_METER.forget(namespace, name)
+        OBJECTS_METER.forget(namespace, name)
 
 
 # --- deletion --------------------------------------------------------------------------------

@@ -417,3 +417,32 @@ def test_boot_from_a_volume_and_deletion_takes_the_vm(api: client.ApiClient, pro
         lambda: get(api, "kubevirt.io", "v1", "virtualmachines", ns, "bv") is None,
         "the VM to go with the Instance (garbage collection)",
     )
+
+
+def test_metering_counts_reconciles_and_a_projects_instances(
+    api: client.ApiClient, project, run_operator: Callable[..., Operator]
+) -> None:
+    ns = project()
+    an_image(api, ns)
+    make(api, INSTANCE, ns, "metered", server())
+    eventually(lambda: in_phase(api, ns, "metered", "ACTIVE"), "ACTIVE")
+    compute = run_operator("compute")
+
+    def sample(name: str, **labels: str) -> float | None:
+        wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in compute.metrics().splitlines():
+            if line.startswith(f"{name}{{{wanted}}} "):
+                return float(line.split()[-1])
+        return None
+
+    eventually(lambda: sample("ostack_project_instances", project=ns, phase="ACTIVE") == 1, "1")
+    assert sample("ostack_project_vcpus", project=ns) == 1  # m1.small
+    assert sample("ostack_project_ram_bytes", project=ns) == 2 * 2**30
+    assert (sample("ostack_reconcile_total", kind="Instance", result="success") or 0) >= 1
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(
+        INSTANCE.group, VERSION, ns, INSTANCE.plural, "metered"
+    )
+    eventually(
+        lambda: sample("ostack_project_instances", project=ns, phase="ACTIVE") is None,
+        "the deleted Instance no longer counted",
+    )

@@ -1,0 +1,1 @@
+"""Benchmarks of ostack against the local control plane (`make bench`)."""
