@@ -48,8 +48,10 @@ def with_allocated(found: list[dict[str, str]], nics: list[Any]) -> list[dict[st
             if "default" in by_interface:
                 by_interface["default"]["network"] = nic.name
         elif nic.address:
+            # ostack is the allocator: its address is the interface's, whatever a guest
+            # agent may report before cloud-init has configured it.
             entry = by_interface.setdefault(nic.name, {"network": nic.name, "interface": nic.name})
-            entry.setdefault("ip", nic.address)
+            entry["ip"] = nic.address
     order = ["default", *(n.name for n in nics if n.type != "pod")]
     return sorted(
         by_interface.values(),

@@ -429,7 +429,7 @@ def test_metering_counts_reconciles_and_a_projects_instances(
     compute = run_operator("compute")
 
     def sample(name: str, **labels: str) -> float | None:
-        wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         for line in compute.metrics().splitlines():
             if line.startswith(f"{name}{{{wanted}}} "):
                 return float(line.split()[-1])
