@@ -10,7 +10,7 @@ import kopf
 
 from operators.blockstorage import builders, types
 from operators.blockstorage.api import SNAPSHOT, VOLUME, VolumeSpec
-from operators.common import children, kube, metrics, tenancy
+from operators.common import children, handlers, kube, metrics, tenancy
 from operators.common.conditions import is_subset, set_condition
 from operators.common.kinds import VERSION
 from operators.common.schema import quantity_value
@@ -79,10 +79,7 @@ def volume_types() -> types.Catalogue:
 # --- Volumes ---------------------------------------------------------------------------------
 
 
-@kopf.on.resume(*VOLUMES, retries=5, backoff=10)
-@kopf.on.create(*VOLUMES, retries=5, backoff=10)
-@kopf.on.update(*VOLUMES, field="spec", retries=5, backoff=10)
-@metrics.reconciled(VOLUME.kind)
+@handlers.reconciler(VOLUME)
 def reconcile_volume(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 
@@ -252,9 +249,7 @@ def release_volume(body: kopf.Body, namespace: str, name: str, **indexes: Any) -
 # --- Snapshots -------------------------------------------------------------------------------
 
 
-@kopf.on.resume(*SNAPSHOTS, retries=5, backoff=10)
-@kopf.on.create(*SNAPSHOTS, retries=5, backoff=10)
-@metrics.reconciled(SNAPSHOT.kind)
+@handlers.reconciler(SNAPSHOT, updates=False)
 def reconcile_snapshot(body: kopf.Body, **indexes: Any) -> None:
     snapshot_reconcile(kube.plain(body), indexes)
 

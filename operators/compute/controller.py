@@ -14,7 +14,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from operators.blockstorage.api import VOLUME
-from operators.common import children, kube, metrics, tenancy
+from operators.common import children, handlers, kube, metrics, tenancy
 from operators.common.conditions import is_subset, set_condition
 from operators.common.kinds import VERSION
 from operators.common.schema import quantity_value
@@ -298,10 +298,7 @@ def _secret(instance, project, spec: InstanceSpec, namespace: str, plan) -> dict
 # --- reconciling an Instance -----------------------------------------------------------------
 
 
-@kopf.on.resume(*INSTANCES, retries=5, backoff=10)
-@kopf.on.create(*INSTANCES, retries=5, backoff=10)
-@kopf.on.update(*INSTANCES, field="spec", retries=5, backoff=10)
-@metrics.reconciled(INSTANCE.kind)
+@handlers.reconciler(INSTANCE)
 def reconcile_instance(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 

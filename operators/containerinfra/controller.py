@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from operators.common import children, kube, metrics, tenancy
+from operators.common import children, handlers, kube, tenancy
 from operators.common.kinds import VERSION
 from operators.common.reporting import report
 from operators.common.schema import quantity_value
@@ -100,10 +100,7 @@ def _network_labels(spec: ClusterSpec, namespace: str, project: str) -> dict[str
 # --- reconciling a Cluster -------------------------------------------------------------------
 
 
-@kopf.on.resume(*CLUSTERS, retries=5, backoff=10)
-@kopf.on.create(*CLUSTERS, retries=5, backoff=10)
-@kopf.on.update(*CLUSTERS, field="spec", retries=5, backoff=10)
-@metrics.reconciled(CLUSTER.kind)
+@handlers.reconciler(CLUSTER)
 def reconcile_cluster(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 

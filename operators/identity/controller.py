@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from operators.common import children, kube, metrics, tenancy
+from operators.common import children, handlers, kube, tenancy
 from operators.common.conditions import is_subset, set_condition
 from operators.common.kinds import VERSION
 from operators.common.schema import quantity_value
@@ -140,10 +140,7 @@ def _flavors(indexes: dict[str, Any]) -> dict[str, quota.Flavor]:
 # --- reconciling a Project ---------------------------------------------------------------
 
 
-@kopf.on.resume(*PROJECTS, retries=5, backoff=10)
-@kopf.on.create(*PROJECTS, retries=5, backoff=10)
-@kopf.on.update(*PROJECTS, field="spec", retries=5, backoff=10)
-@metrics.reconciled(PROJECT.kind)
+@handlers.reconciler(PROJECT)
 def reconcile_project(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 

@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from operators.blockstorage.api import VOLUME
-from operators.common import children, kube, metrics, tenancy
+from operators.common import children, handlers, kube, metrics, tenancy
 from operators.common.conditions import is_subset, set_condition
 from operators.common.kinds import VERSION
 from operators.common.status import Reason
@@ -65,10 +65,7 @@ def images_shared_with(namespace: str, name: str, spec: kopf.Spec, **_: Any):
 # --- reconciling an Image --------------------------------------------------------------------
 
 
-@kopf.on.resume(*IMAGES, retries=5, backoff=10)
-@kopf.on.create(*IMAGES, retries=5, backoff=10)
-@kopf.on.update(*IMAGES, field="spec", retries=5, backoff=10)
-@metrics.reconciled(IMAGE.kind)
+@handlers.reconciler(IMAGE)
 def reconcile_image(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 

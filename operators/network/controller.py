@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from operators.common import children, kube, metrics, tenancy
+from operators.common import children, handlers, kube, tenancy
 from operators.common.kinds import VERSION
 from operators.common.reporting import report
 from operators.common.status import Reason
@@ -96,10 +96,7 @@ def groups_by_namespace(namespace: str, name: str, **_: Any):
 # --- Networks --------------------------------------------------------------------------------
 
 
-@kopf.on.resume(*NETWORKS, retries=5, backoff=10)
-@kopf.on.create(*NETWORKS, retries=5, backoff=10)
-@kopf.on.update(*NETWORKS, field="spec", retries=5, backoff=10)
-@metrics.reconciled(NETWORK.kind)
+@handlers.reconciler(NETWORK)
 def reconcile_network_spec(body: kopf.Body, **indexes: Any) -> None:
     network = kube.plain(body)
     reconcile_network(network, indexes)
@@ -185,10 +182,7 @@ def _membership(namespace: str, group: str, indexes: dict[str, Any]) -> tuple[An
     return tuple(tenancy.all_of(indexes["vm_domains"], (namespace, group)))
 
 
-@kopf.on.resume(*GROUPS, retries=5, backoff=10)
-@kopf.on.create(*GROUPS, retries=5, backoff=10)
-@kopf.on.update(*GROUPS, field="spec", retries=5, backoff=10)
-@metrics.reconciled(SECURITY_GROUP.kind)
+@handlers.reconciler(SECURITY_GROUP)
 def reconcile_group_spec(body: kopf.Body, **indexes: Any) -> None:
     reconcile_group(kube.plain(body), indexes)
 

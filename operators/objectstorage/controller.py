@@ -16,7 +16,7 @@ import kopf
 from botocore.exceptions import ClientError
 from kubernetes.client.exceptions import ApiException
 
-from operators.common import children, kube, metrics, tenancy
+from operators.common import children, handlers, kube, metrics, tenancy
 from operators.common.kinds import VERSION
 from operators.common.reporting import report
 from operators.common.schema import bytes_quantity, quantity_value
@@ -121,10 +121,7 @@ def credentials(objects: ObjectStore, project: str, namespace: str) -> Key:
 # --- reconciling a Bucket --------------------------------------------------------------------
 
 
-@kopf.on.resume(*BUCKETS, retries=5, backoff=10)
-@kopf.on.create(*BUCKETS, retries=5, backoff=10)
-@kopf.on.update(*BUCKETS, field="spec", retries=5, backoff=10)
-@metrics.reconciled(BUCKET.kind)
+@handlers.reconciler(BUCKET)
 def reconcile_bucket(body: kopf.Body, **indexes: Any) -> None:
     reconcile(kube.plain(body), indexes)
 
