@@ -76,6 +76,8 @@ NEEDS: dict[str, tuple[Rule, ...]] = {
         (INSTANCETYPES, ("virtualmachinepreferences",), WRITE),
         (CDI, ("datavolumes",), ("get", "delete")),
         ("", ("secrets",), ("get", "create", "update", "patch")),
+        # Floating addresses: a LoadBalancer Service per Instance on an external Network.
+        ("", ("services",), WRITE),
         ("image.ostack.dev", ("images",), READ),
         ("blockstorage.ostack.dev", ("volumes",), READ),
         ("network.ostack.dev", ("networks", "securitygroups"), READ),

@@ -183,6 +183,9 @@ class Address(ApiModel):
     """The interface's MAC address."""
     interface: str | None = None
     """The interface name in the VirtualMachine."""
+    floating: bool | None = None
+    """A floating address: the LoadBalancer Service that publishes the Instance on an
+    external Network."""
 
 
 class FlavorStatus(ApiModel):

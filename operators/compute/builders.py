@@ -76,6 +76,8 @@ class Nic:
     prefix_length: int | None = None
     dns: tuple[str, ...] = ()
     mtu: int | None = None
+    external: bool = False
+    """An external Network: the Instance gets a floating address on it."""
 
 
 @dataclass(frozen=True)
@@ -365,4 +367,59 @@ def preference_copy(instance: dict[str, Any], project: str, boot: Boot) -> dict[
             instance, project, boot.preference, instance["metadata"]["namespace"]
         ),
         "spec": boot.preference_spec,
+    }
+
+
+MAX_FLOATING_PORTS = 100
+"""A Service lists its ports one by one; wider ranges are cut here (and said so)."""
+
+
+def floating_ports(rules: list[Any]) -> list[tuple[str, int]]:
+    """(protocol, port) the Instance's groups let in with a protocol and ports: what a
+    floating address can publish. Rules for any protocol or any port have no Service form."""
+    found: list[tuple[str, int]] = []
+    for rule in rules:
+        if rule.direction != "ingress" or rule.protocol not in ("tcp", "udp", "sctp"):
+            continue
+        if rule.port_range_min is None:
+            continue
+        last = rule.port_range_max or rule.port_range_min
+        for port in range(rule.port_range_min, last + 1):
+            if (rule.protocol.upper(), port) not in found:
+                found.append((rule.protocol.upper(), port))
+    return sorted(found)[:MAX_FLOATING_PORTS]
+
+
+def floating_name(instance: dict[str, Any]) -> str:
+    return f"{instance['metadata']['name']}-floating"
+
+
+def floating_service(
+    instance: dict[str, Any], project: str, network: str, ports: list[tuple[str, int]]
+) -> dict[str, Any]:
+    """Neutron's floating IP as a LoadBalancer Service in front of the Instance's pod.
+    `Local` traffic policy keeps the client's address, so the groups' CIDR rules still
+    decide who gets in."""
+    meta = children.child_metadata(
+        instance, project, floating_name(instance), instance["metadata"]["namespace"]
+    )
+    meta["annotations"] = {"network.ostack.dev/external-network": network}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "selector": {net_labels.INSTANCE: instance["metadata"]["name"]},
+            "ports": [
+                {
+                    "name": f"{proto.lower()}-{port}",
+                    "protocol": proto,
+                    "port": port,
+                    "targetPort": port,
+                }
+                for proto, port in ports
+            ],
+        },
     }

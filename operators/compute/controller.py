@@ -80,7 +80,7 @@ def allocations_held(namespace: str, name: str, spec: kopf.Spec, **_: Any):
 
 @kopf.index(*INSTANCES)
 def instances_by_group(namespace: str, name: str, spec: kopf.Spec, **_: Any):
-    return {(namespace, group): name for group in spec.get("securityGroups") or []}
+    return {(namespace, group): name for group in spec.get("securityGroups") or ["default"]}
 
 
 @kopf.index(*INSTANCES)
@@ -201,7 +201,7 @@ def _nics(
                     f"Network {ref.name} is a pod network, whose addresses the cluster's CNI"
                     " assigns; fixedIP is for bridge and vlan Networks"
                 )
-            nics.append(builders.Nic(ref.name, "pod", ns, ref_project))
+            nics.append(builders.Nic(ref.name, "pod", ns, ref_project, external=net_spec.external))
             continue
         nics.append(_addressed_nic(instance, network, ref_project, net_spec, ref.fixed_ip))
     if len(pod_networks) > 1:
@@ -339,6 +339,7 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
     if rebuilding:
         vm["spec"]["runStrategy"] = "Halted"  # the old disk can only go once nothing uses it
     kube.apply(vm, MANAGER)
+    floating = _float(instance, project, spec, plan)
     rebooted = _reboot_if_asked(instance, spec)
     current_vm = kube.read(*_vm_ref(instance))
     vmi = kube.read("kubevirt.io/v1", "VirtualMachineInstance", name, namespace)
@@ -348,7 +349,9 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
     if resizing:
         vmi = None if vmi is not None and _started_with(vmi) != builders.size_id(size) else vmi
     observed = lifecycle.observe(spec, current_vm, vmi, rebooting, resizing, rebuilding)
-    observed = replace(observed, addresses=lifecycle.with_allocated(observed.addresses, plan.nics))
+    observed = replace(
+        observed, addresses=lifecycle.with_allocated(observed.addresses, plan.nics) + floating
+    )
     unpausable = _pause_or_unpause(spec, vmi)
     if unpausable:
         observed = replace(observed, ready=(False, Reason.UNRECOVERABLE_ERROR, unpausable))
@@ -372,6 +375,34 @@ def instance_gone(type: str, namespace: str, name: str, **_: Any) -> None:
     if type == "DELETED":
         for meter in (INSTANCES_METER, VCPUS_METER, RAM_METER):
             meter.forget(namespace, name)
+
+
+def _float(
+    instance: dict[str, Any], project: str, spec: InstanceSpec, plan: builders.Plan
+) -> list[dict[str, Any]]:
+    """The floating address of an Instance on an external Network: a LoadBalancer Service
+    publishing the ports its groups let in. Returns its address entry once the load
+    balancer has one."""
+    meta = instance["metadata"]
+    external = next((n for n in plan.nics if n.external), None)
+    ports: list[tuple[str, int]] = []
+    if external is not None:
+        for group in spec.security_groups or ["default"]:
+            found = kube.read(
+                SECURITY_GROUP.api_version, SECURITY_GROUP.kind, group, meta["namespace"]
+            )
+            if found is not None:
+                ports += builders.floating_ports(SECURITY_GROUP.parse_spec(found).rules_)
+    if external is None or not ports:
+        kube.delete("v1", "Service", builders.floating_name(instance), meta["namespace"])
+        return []
+    service = builders.floating_service(instance, project, external.name, sorted(set(ports)))
+    kube.apply(service, MANAGER)
+    current = kube.read("v1", "Service", builders.floating_name(instance), meta["namespace"])
+    ingress = (((current or {}).get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    address = next((i.get("ip") or i.get("hostname") for i in ingress), None)
+    entry = {"network": external.name, "interface": "floating", "floating": True}
+    return [{**entry, "ip": address}] if address else [entry]
 
 
 def _vm_ref(instance: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -534,6 +565,7 @@ def _reconcile_by_name(namespace: str, name: str, indexes: dict[str, Any]) -> No
 
 @kopf.on.event(*VMS, labels=OWNED)
 @kopf.on.event(*VMIS, labels=OWNED)
+@kopf.on.event("", "v1", "services", labels=OWNED)
 def runtime_changed(namespace: str, labels: kopf.Labels, **indexes: Any) -> None:
     _reconcile_by_name(namespace, labels[children.OWNER_NAME], indexes)
 
@@ -568,9 +600,21 @@ def allocation_released(type: str, spec: kopf.Spec, **indexes: Any) -> None:
         _reconcile_by_name(holder["namespace"], holder["name"], indexes)
 
 
+_group_generations: dict[tuple[str, str], int] = {}
+"""The generation of each SecurityGroup last acted on: status updates (its member count
+changes with every VM) must not send every member through a reconcile."""
+
+
 @kopf.on.event(SECURITY_GROUP.group, VERSION, SECURITY_GROUP.plural)
-def group_appeared(type: str, namespace: str, name: str, **indexes: Any) -> None:
-    """A SecurityGroup an Instance was refused for now exists (or one it names is gone)."""
-    if type in ("ADDED", "DELETED"):
-        for instance in tenancy.all_of(indexes["instances_by_group"], (namespace, name)):
-            _reconcile_by_name(namespace, instance, indexes)
+def group_changed(type: str, namespace: str, name: str, meta: kopf.Meta, **indexes: Any) -> None:
+    """A SecurityGroup an Instance was refused for now exists, or its rules (the ports a
+    floating address publishes) changed."""
+    key, generation = (namespace, name), meta.get("generation", 0)
+    seen = _group_generations.get(key)
+    _group_generations[key] = generation
+    if type is None or (type == "MODIFIED" and seen == generation):
+        return  # the initial listing (resuming the Instances covers it), or status only
+    if type == "DELETED":
+        _group_generations.pop(key, None)
+    for instance in tenancy.all_of(indexes["instances_by_group"], (namespace, name)):
+        _reconcile_by_name(namespace, instance, indexes)

@@ -415,3 +415,50 @@ def test_a_restart_rewrites_nothing_converged(
     make(api, SECURITY_GROUP, ns, "probe", {"rules": []})
     eventually(lambda: group(api, ns, "probe").get("status", {}).get("conditions"), "resumed")
     assert versions() == before
+
+
+def test_an_external_network_gives_a_floating_address(api: client.ApiClient, project) -> None:
+    ns = project()
+    an_image(api, ns)
+    make(api, NETWORK, ns, "public", {"type": "pod", "external": True})
+    web = [
+        {"direction": "ingress", "protocol": "tcp", "portRangeMin": 80, "remoteCIDR": "0.0.0.0/0"}
+    ]
+    make(api, SECURITY_GROUP, ns, "web", {"rules": web})
+    make(api, INSTANCE, ns, "site", server(networks=[{"name": "public"}], securityGroups=["web"]))
+    core = client.CoreV1Api(api)
+
+    def service():
+        try:
+            return core.read_namespaced_service("site-floating", ns)
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    published = eventually(service, "the floating Service")
+    assert published.spec.type == "LoadBalancer"
+    assert [(p.protocol, p.port) for p in published.spec.ports] == [("TCP", 80)]
+    assert published.spec.selector == {"ostack.dev/instance": "site"}
+    # The cloud's load balancer gives it an address (played here by the test).
+    core.patch_namespaced_service_status(
+        "site-floating", ns, {"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}}}
+    )
+    eventually(
+        lambda: (
+            {"network": "public", "interface": "floating", "floating": True, "ip": "198.51.100.7"}
+            in (instance(api, ns, "site").get("status", {}).get("addresses") or [])
+        ),
+        "the floating address in the Instance's status",
+    )
+    # A new rule publishes its port; leaving the external Network unpublishes.
+    patch(
+        api,
+        SECURITY_GROUP,
+        ns,
+        "web",
+        {"rules": [*web, {"direction": "ingress", "protocol": "udp", "portRangeMin": 53}]},
+    )
+    eventually(lambda: len(service().spec.ports) == 2, "the new port published")
+    patch(api, INSTANCE, ns, "site", {"networks": []})
+    eventually(lambda: service() is None, "the floating Service gone")

@@ -226,3 +226,37 @@ def test_the_template_says_which_size_a_guest_starts_with() -> None:
 def test_a_rebuild_shows_until_the_new_disk_boots() -> None:
     assert lifecycle.observe(spec(), VM, vmi(), False, rebuilding=True).phase == "REBUILD"
     assert lifecycle.observe(spec(), VM, None, False, rebuilding=True).phase == "REBUILD"
+
+
+def test_a_floating_address_publishes_the_ports_the_groups_let_in() -> None:
+    from operators.network.api import SecurityGroupRule
+
+    rules = [
+        SecurityGroupRule.model_validate(r)
+        for r in (
+            {"direction": "ingress", "protocol": "tcp", "portRangeMin": 80},
+            {"direction": "ingress", "protocol": "udp", "portRangeMin": 5000, "portRangeMax": 5002},
+            {"direction": "ingress", "protocol": "tcp"},  # every port: no Service form
+            {"direction": "ingress"},  # every protocol: no Service form
+            {"direction": "egress", "protocol": "tcp", "portRangeMin": 443},
+        )
+    ]
+    ports = builders.floating_ports(rules)
+    assert ports == [("TCP", 80), ("UDP", 5000), ("UDP", 5001), ("UDP", 5002)]
+    service = builders.floating_service(BODY, "demo", "public", ports)
+    assert service["metadata"]["name"] == "web-floating"
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+    assert service["spec"]["selector"] == {"ostack.dev/instance": "web"}
+    assert service["spec"]["ports"][0] == {
+        "name": "tcp-80",
+        "protocol": "TCP",
+        "port": 80,
+        "targetPort": 80,
+    }
+    wide = [
+        SecurityGroupRule.model_validate(
+            {"direction": "ingress", "protocol": "tcp", "portRangeMin": 1, "portRangeMax": 65535}
+        )
+    ]
+    assert len(builders.floating_ports(wide)) == builders.MAX_FLOATING_PORTS
