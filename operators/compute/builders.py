@@ -376,17 +376,18 @@ MAX_FLOATING_PORTS = 100
 
 def floating_ports(rules: list[Any]) -> list[tuple[str, int]]:
     """(protocol, port) the Instance's groups let in with a protocol and ports: what a
-    floating address can publish. Rules for any protocol or any port have no Service form."""
-    found: list[tuple[str, int]] = []
+    floating address can publish, the lowest MAX_FLOATING_PORTS of them. Rules for any
+    protocol or any port have no Service form."""
+    found: set[tuple[str, int]] = set()
     for rule in rules:
         if rule.direction != "ingress" or rule.protocol not in ("tcp", "udp", "sctp"):
             continue
         if rule.port_range_min is None:
             continue
-        last = rule.port_range_max or rule.port_range_min
-        for port in range(rule.port_range_min, last + 1):
-            if (rule.protocol.upper(), port) not in found:
-                found.append((rule.protocol.upper(), port))
+        last = min(
+            rule.port_range_max or rule.port_range_min, rule.port_range_min + MAX_FLOATING_PORTS
+        )
+        found.update((rule.protocol.upper(), port) for port in range(rule.port_range_min, last + 1))
     return sorted(found)[:MAX_FLOATING_PORTS]
 
 
