@@ -78,6 +78,11 @@ def allocations_held(namespace: str, name: str, spec: kopf.Spec, **_: Any):
     return {spec["holder"]["uid"]: (namespace, spec["network"], name)}
 
 
+@kopf.index("", "v1", "services", labels=OWNED)
+def floating_services(namespace: str, name: str, **_: Any):
+    return {(namespace, name): True}
+
+
 @kopf.index(*INSTANCES)
 def instances_by_group(namespace: str, name: str, spec: kopf.Spec, **_: Any):
     return {(namespace, group): name for group in spec.get("securityGroups") or ["default"]}
@@ -339,7 +344,7 @@ def reconcile(instance: dict[str, Any], indexes: dict[str, Any]) -> None:
     if rebuilding:
         vm["spec"]["runStrategy"] = "Halted"  # the old disk can only go once nothing uses it
     kube.apply(vm, MANAGER)
-    floating = _float(instance, project, spec, plan)
+    floating = _float(instance, project, spec, plan, indexes)
     rebooted = _reboot_if_asked(instance, spec)
     current_vm = kube.read(*_vm_ref(instance))
     vmi = kube.read("kubevirt.io/v1", "VirtualMachineInstance", name, namespace)
@@ -378,7 +383,7 @@ def instance_gone(type: str, namespace: str, name: str, **_: Any) -> None:
 
 
 def _float(
-    instance: dict[str, Any], project: str, spec: InstanceSpec, plan: builders.Plan
+    instance: dict[str, Any], project: str, spec: InstanceSpec, plan: builders.Plan, indexes
 ) -> list[dict[str, Any]]:
     """The floating address of an Instance on an external Network: a LoadBalancer Service
     publishing the ports its groups let in. Returns its address entry once the load
@@ -394,7 +399,9 @@ def _float(
             if found is not None:
                 ports += builders.floating_ports(SECURITY_GROUP.parse_spec(found).rules_)
     if external is None or not ports:
-        kube.delete("v1", "Service", builders.floating_name(instance), meta["namespace"])
+        where = (meta["namespace"], builders.floating_name(instance))
+        if tenancy.first(indexes["floating_services"], where):
+            kube.delete("v1", "Service", where[1], where[0])
         return []
     service = builders.floating_service(instance, project, external.name, sorted(set(ports)))
     kube.apply(service, MANAGER)
