@@ -118,7 +118,7 @@ def configure(settings: kopf.OperatorSettings, prefix: str) -> None:
     settings.persistence.finalizer = f"{prefix}/finalizer"
     # Only warnings become Events on their own; transitions post theirs explicitly.
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = 24
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
 
 
