@@ -12,6 +12,7 @@ from kubernetes import client
 
 from operators.common.kinds import VERSION
 from operators.containerinfra.api import CLUSTER
+from operators.devcluster.simulator import HOLD_DELETION
 from operators.identity.api import PROJECT
 from operators.network.api import NETWORK
 from tests.integration.test_compute import an_image
@@ -208,9 +209,21 @@ def test_deletion_waits_for_cluster_api(api: client.ApiClient, project) -> None:
     an_image(api, ns)
     make(api, CLUSTER, ns, "gone", spec())
     in_phase(api, ns, "gone", "Ready")
-    client.CustomObjectsApi(api).delete_namespaced_custom_object(
-        CLUSTER.group, VERSION, ns, CLUSTER.plural, "gone"
+    custom = client.CustomObjectsApi(api)
+    hold = {"metadata": {"annotations": {HOLD_DELETION: "true"}}}
+    custom.patch_namespaced_custom_object(
+        "cluster.x-k8s.io", "v1beta2", ns, "clusters", "gone", hold
     )
-    in_phase(api, ns, "gone", "Deleting")
+    custom.delete_namespaced_custom_object(CLUSTER.group, VERSION, ns, CLUSTER.plural, "gone")
+    # While Cluster API tears the machines down, the Cluster waits and says so.
+    obj = in_phase(api, ns, "gone", "Deleting")
+    assert "waiting for Cluster API" in obj["status"]["conditions"][0]["message"]
+    assert capi(api, ns, "cluster.x-k8s.io", "v1beta2", "clusters", "gone")["metadata"][
+        "deletionTimestamp"
+    ]
+    release = {"metadata": {"annotations": {HOLD_DELETION: None}}}
+    custom.patch_namespaced_custom_object(
+        "cluster.x-k8s.io", "v1beta2", ns, "clusters", "gone", release
+    )
     eventually(lambda: not cluster(api, ns, "gone"), "the Cluster gone after Cluster API's")
     assert capi(api, ns, "cluster.x-k8s.io", "v1beta2", "clusters", "gone") is None

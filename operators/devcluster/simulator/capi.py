@@ -8,7 +8,8 @@ KubeadmControlPlane reports its replicas ready at its spec's version (so a versi
 is an upgrade that completes a step later), `<cluster>-kubeconfig` is written, each
 MachineDeployment reports its replicas ready at its version, and the Cluster's status
 sums them up, phase Provisioned with Available=True. The Cluster holds Cluster API's
-finalizer until a step after its deletion, as tearing down the machines takes a while.
+finalizer until a step after its deletion, as tearing down the machines takes a while
+(and for as long as it carries `sim.ostack.dev/hold-deletion`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import logging
 
 import yaml
 
-from operators.devcluster.simulator.common import condition, conditions, now, status_patch
+from operators.devcluster.simulator.common import (
+    HOLD_DELETION,
+    annotation,
+    condition,
+    conditions,
+    now,
+    status_patch,
+)
 from operators.devcluster.simulator.engine import Context, Source, log_transition
 from operators.devcluster.simulator.kube import Obj, Resource, meta
 from operators.devcluster.simulator.workqueue import Key
@@ -70,6 +78,8 @@ class Clusters:
             return None
         finalizers = meta(cluster).get("finalizers") or []
         if meta(cluster).get("deletionTimestamp"):
+            if annotation(cluster, HOLD_DELETION) is not None:
+                return None  # its removal brings us back
             return self._tear_down(key, finalizers)
         if FINALIZER not in finalizers:
             kube.patch(

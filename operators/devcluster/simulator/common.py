@@ -24,6 +24,9 @@ FAIL_SCHEDULE = f"{SIM_PREFIX}fail-schedule"
 FAIL_IMPORT = f"{SIM_PREFIX}fail-import"
 #: On an upload DataVolume: "true" means the upload finished (stand-in for virtctl).
 UPLOADED = f"{SIM_PREFIX}uploaded"
+#: On a Cluster API Cluster: while present, its deletion does not complete (machines
+#: that take their time to go).
+HOLD_DELETION = f"{SIM_PREFIX}hold-deletion"
 
 #: The CSI driver (and external provisioner) name the simulator answers for.
 DRIVER = "sim.csi.ostack.dev"
