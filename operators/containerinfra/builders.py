@@ -219,7 +219,8 @@ def control_plane(
 
 
 def config_template(cluster: dict[str, Any], project: str, spec: ClusterSpec, group: str):
-    template_spec: dict[str, Any] = {}
+    # kubeadm's own cloud-config bootstrap (stated: the schema wants a non-empty spec).
+    template_spec: dict[str, Any] = {"format": "cloud-config"}
     if spec.key_pairs:
         template_spec["users"] = _users(spec)
     return {

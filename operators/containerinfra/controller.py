@@ -3,10 +3,12 @@ provider; status follows Cluster API; deletion waits for Cluster API to tear dow
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from operators.common import children, handlers, kube, tenancy
 from operators.common.kinds import VERSION
@@ -121,9 +123,24 @@ def reconcile(cluster: dict[str, Any], indexes: dict[str, Any]) -> None:
     except Waiting as wait:
         report(cluster, {"phase": "Pending"}, (False, Reason.PROGRESSING, str(wait)))
         return
-    wanted = _apply(cluster, project, spec, plan)
+    try:
+        wanted = _apply(cluster, project, spec, plan)
+    except ApiException as error:
+        if error.status != 422:
+            raise
+        # The Cluster API schemas refused what was built: say so rather than retry.
+        message = f"Cluster API refused an object: {_reason(error)}"
+        report(cluster, {"phase": "Error"}, (False, Reason.UNRECOVERABLE_ERROR, message))
+        return
     _prune(namespace, name, wanted)
     _report(cluster, spec)
+
+
+def _reason(error: ApiException) -> str:
+    try:
+        return json.loads(error.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(error.reason)
 
 
 def _apply(cluster, project: str, spec: ClusterSpec, plan: builders.Plan) -> set[tuple]:

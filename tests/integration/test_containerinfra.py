@@ -139,6 +139,14 @@ def test_scaling_autoscaling_and_upgrade_change_the_right_fields(
     )
     patch(api, CLUSTER, ns, "k8s", {"keyPairs": []})  # any change reconciles
     eventually(lambda: cluster(api, ns, "k8s")["status"].get("workersReady") == 7, "scaled out")
+    eventually(
+        lambda: (
+            cluster(api, ns, "k8s")["status"].get("observedGeneration")
+            == cluster(api, ns, "k8s")["metadata"]["generation"]
+            and cluster(api, ns, "k8s")["status"]["phase"] == "Ready"
+        ),
+        "the key change applied",
+    )
     assert (
         capi(api, ns, "cluster.x-k8s.io", "v1beta2", "machinedeployments", "k8s-burst")["spec"][
             "replicas"

@@ -125,3 +125,9 @@ def test_cluster_nodes_count_as_instances_of_their_flavors() -> None:
     }
     used = quota.usage(quota.Holdings(instances=nodes), flavors)
     assert (used["instances"], used["cores"], used["ram"]) == (9, 18, Decimal(36 * GI))
+
+
+def test_worker_bootstrap_is_never_empty() -> None:
+    # Cluster API's schema wants a non-empty KubeadmConfigTemplate spec, keys or not.
+    template = builders.config_template(BODY, "demo", spec(), "workers")
+    assert template["spec"]["template"]["spec"] == {"format": "cloud-config"}
